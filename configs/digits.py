@@ -1,0 +1,53 @@
+"""VICReg on scikit-learn's 8x8 digits: the embedded default, offline, on a CPU.
+
+Command:
+  python launch.py --config=configs/digits.py --workdir=/tmp/vicreg_digits
+
+Runs every phase (pretrain, linear probe, fine-tune, from-scratch baseline) on
+the 1,797 digits upsampled to 16 px, split 70/30 stratified. A width-16
+ResNet-18 with the CIFAR stem and a 1024-1024-1024 expander; LARS with trust
+coefficient 0.02 (solo-learn's CIFAR value: the official 0.001 barely moves a
+short schedule).
+
+Runtime: about 4 minutes on 2 CPU cores (see README.md for the measured time).
+Expected: the VICReg linear probe well above the random-init probe, and above
+raw-pixel logistic regression (about 0.970 with all labels, 0.906 with 10
+labels per class) -- README.md has the numbers we measured.
+"""
+
+from vicreg_haiku import defaults
+
+
+def get_config():
+  c = defaults.base_config()
+  c.dataset.name = "digits"
+  c.dataset.image_size = 16
+  c.dataset.pretrain_split = "train"
+
+  c.model.encoder = "resnet18"
+  c.model.stem = "cifar"
+  c.model.width = 16
+  c.model.expander_dims = (1024, 1024, 1024)
+
+  c.pretrain.batch_size = 256
+  c.pretrain.epochs = 40
+  c.pretrain.warmup_epochs = 4
+  c.pretrain.base_lr = 0.3
+  c.pretrain.trust_coefficient = 0.02
+  c.pretrain.log_every_steps = 20
+  c.pretrain.checkpoint_every_steps = 100
+  c.pretrain.knn_every_steps = 0
+
+  views = c.augmentations.vicreg
+  views.crop_scale = (0.3, 1.0)
+  views.flip_prob = 0.0  # a mirrored digit is another glyph
+  views.rotation_degrees = 10.0
+
+  c.linear_probe.epochs = 100
+  c.linear_probe.labels_per_class = 10
+
+  for phase in (c.finetune, c.supervised):
+    phase.epochs = 30
+    phase.batch_size = 128
+    phase.crop_scale = (0.5, 1.0)
+  return c

@@ -1,0 +1,1 @@
+"""VICReg (Bardes, Ponce, LeCun, ICLR 2022) in JAX + Haiku."""

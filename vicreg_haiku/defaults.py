@@ -1,0 +1,138 @@
+"""The config schema every study shares; `configs/*.py` start from it.
+
+Every key a phase reads is here with its default, so `--config.KEY=VALUE`
+works for all of them and an unknown key is refused by ml_collections.
+"""
+
+from ml_collections import config_dict
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def vicreg_views() -> config_dict.ConfigDict:
+  """The official VICReg recipe (asymmetric blur and solarisation).
+
+  Pairs are (view 1, view 2).
+  """
+  return config_dict.ConfigDict(dict(
+      crop_scale=(0.08, 1.0),
+      crop_ratio=(3 / 4, 4 / 3),
+      interpolation="bicubic",
+      flip_prob=0.5,
+      rotation_degrees=0.0,
+      jitter_prob=0.8,
+      brightness=0.4,
+      contrast=0.4,
+      saturation=0.2,
+      hue=0.1,
+      grayscale_prob=0.2,
+      blur_prob=(1.0, 0.1),
+      blur_sigma=(0.1, 2.0),
+      blur_kernel_size=0,  # 0: the kernel grows with sigma, as PIL's blur does.
+      solarize_prob=(0.0, 0.2),
+      mean=IMAGENET_MEAN,
+      std=IMAGENET_STD,
+  ))
+
+
+def seed_views() -> config_dict.ConfigDict:
+  """The original notebook's torchvision recipe (symmetric, 9x9 blur)."""
+  return config_dict.ConfigDict(dict(
+      crop_scale=(0.08, 1.0),
+      crop_ratio=(3 / 4, 4 / 3),
+      interpolation="bilinear",
+      flip_prob=0.5,
+      rotation_degrees=0.0,
+      jitter_prob=0.8,
+      brightness=0.5,
+      contrast=0.5,
+      saturation=0.5,
+      hue=0.1,
+      grayscale_prob=0.2,
+      blur_prob=(1.0, 1.0),
+      blur_sigma=(0.1, 2.0),
+      blur_kernel_size=9,
+      solarize_prob=(0.0, 0.0),
+      mean=(0.5, 0.5, 0.5),
+      std=(0.5, 0.5, 0.5),
+  ))
+
+
+def base_config() -> config_dict.ConfigDict:
+  """Defaults of every key; a study's config overrides what differs."""
+  c = config_dict.ConfigDict()
+  c.mode = "all"  # all | pretrain | linear_probe | finetune | supervised
+  c.seed = 0
+  c.precision = "float32"  # compute dtype: float32 | bfloat16
+  c.distributed = False  # call jax.distributed.initialize() (multi-host)
+
+  c.dataset = config_dict.ConfigDict(dict(
+      name="digits",  # digits | stl10 | cifar10
+      data_dir=config_dict.placeholder(str),  # tfds data_dir; may be gs://
+      image_size=16,
+      pretrain_split="train",  # tfds split syntax, e.g. "unlabelled+train"
+      train_split="train",
+      test_split="test",
+  ))
+
+  c.model = config_dict.ConfigDict(dict(
+      encoder="resnet18",  # resnet18 | resnet50
+      stem="cifar",  # imagenet | cifar
+      width=64,
+      expander_dims=(8192, 8192, 8192),
+  ))
+
+  c.loss = config_dict.ConfigDict(dict(
+      sim_coeff=25.0, std_coeff=25.0, cov_coeff=1.0, eps=1e-4))
+
+  c.pretrain = config_dict.ConfigDict(dict(
+      batch_size=256,
+      epochs=100,
+      max_steps=config_dict.placeholder(int),
+      base_lr=0.2,  # peak lr = base_lr * batch_size / 256
+      warmup_epochs=10,
+      weight_decay=1e-6,
+      momentum=0.9,
+      trust_coefficient=0.001,
+      augmentation="vicreg",  # vicreg | seed: picks c.augmentations[name]
+      log_every_steps=50,
+      checkpoint_every_steps=1000,
+      checkpoint_every_seconds=600,
+      knn_every_steps=0,  # 0: kNN monitor only at the end
+      knn_k=20,
+      knn_temperature=0.07,
+  ))
+
+  c.augmentations = config_dict.ConfigDict(dict(
+      vicreg=vicreg_views(), seed=seed_views()))
+
+  c.linear_probe = config_dict.ConfigDict(dict(
+      epochs=100,
+      batch_size=256,
+      learning_rate=0.01,  # Adam on standardised frozen features
+      weight_decay=1e-4,
+      labels_per_class=0,  # 0: every label; N > 0 adds an N-per-class probe
+  ))
+
+  c.finetune = config_dict.ConfigDict(dict(
+      epochs=100,
+      batch_size=256,
+      lr_backbone=0.01,
+      lr_head=0.1,
+      weight_decay=1e-6,
+      momentum=0.9,
+      augment=True,  # random resized crop + flip on the labelled split
+      crop_scale=(0.08, 1.0),
+  ))
+
+  c.supervised = config_dict.ConfigDict(dict(
+      epochs=100,
+      batch_size=256,
+      learning_rate=0.1,
+      weight_decay=1e-4,
+      momentum=0.9,
+      augment=True,
+      crop_scale=(0.08, 1.0),
+  ))
+  return c

@@ -1,0 +1,223 @@
+"""ResNet encoders and the VICReg expander, laid out as torchvision's.
+
+Padding is explicit and symmetric (7x7/2 pad 3, 3x3 pad 1, max-pool 3/2 pad 1),
+as in torchvision, not SAME: SAME pads stride-2 layers asymmetrically, so
+ported torchvision or official VICReg weights would give different outputs.
+Initialisation and BatchNorm follow PyTorch too: kaiming-normal fan-out convs,
+torch's default Linear init, BN momentum 0.1 (decay 0.9), eps 1e-5, the running
+variance updated with the unbiased batch variance, and the last BN of every
+residual block zero-initialised (the official `zero_init_residual=True`).
+"""
+
+import math
+from typing import Sequence
+
+import haiku as hk
+import jax
+import jax.numpy as jnp
+
+_CONV_INIT = hk.initializers.VarianceScaling(2.0, "fan_out", "normal")
+
+
+class BatchNorm(hk.Module):
+  """BatchNorm with PyTorch's semantics, statistics always in float32.
+
+  The batch statistics are reductions over every axis but the last, so under
+  `jax.jit` with a data-sharded batch they are the global batch's: this is
+  SyncBatchNorm without any code for it.
+  """
+
+  def __init__(self, zero_init: bool = False, decay: float = 0.9,
+               eps: float = 1e-5, name: str | None = None):
+    super().__init__(name=name)
+    self._zero_init = zero_init
+    self._decay = decay
+    self._eps = eps
+
+  def __call__(self, x: jax.Array, is_training: bool) -> jax.Array:
+    channels = x.shape[-1]
+    scale = hk.get_parameter(
+        "scale", [channels], jnp.float32,
+        init=jnp.zeros if self._zero_init else jnp.ones)
+    offset = hk.get_parameter("offset", [channels], jnp.float32, init=jnp.zeros)
+    running_mean = hk.get_state("mean", [channels], jnp.float32, init=jnp.zeros)
+    running_var = hk.get_state("var", [channels], jnp.float32, init=jnp.ones)
+    x32 = x.astype(jnp.float32)
+    if is_training:
+      axes = tuple(range(x.ndim - 1))
+      mean = jnp.mean(x32, axis=axes)
+      var = jnp.mean(jnp.square(x32 - mean), axis=axes)
+      count = x.size // channels
+      unbiased_var = var * count / max(count - 1, 1)
+      hk.set_state("mean", self._decay * running_mean + (1 - self._decay) * mean)
+      hk.set_state("var",
+                   self._decay * running_var + (1 - self._decay) * unbiased_var)
+    else:
+      mean, var = running_mean, running_var
+    inv = jax.lax.rsqrt(var + self._eps) * scale.astype(jnp.float32)
+    y = (x32 - mean) * inv + offset.astype(jnp.float32)
+    return y.astype(x.dtype)
+
+
+def _conv(channels: int, kernel: int, stride: int, name: str) -> hk.Conv2D:
+  pad = kernel // 2
+  return hk.Conv2D(channels, kernel, stride=stride, padding=((pad, pad),) * 2,
+                   with_bias=False, w_init=_CONV_INIT, name=name)
+
+
+def _max_pool_3x3_s2(x: jax.Array) -> jax.Array:
+  # torch pads the max-pool with -inf, one pixel on every side.
+  return jax.lax.reduce_window(
+      x, -jnp.inf, jax.lax.max, (1, 3, 3, 1), (1, 2, 2, 1),
+      ((0, 0), (1, 1), (1, 1), (0, 0)))
+
+
+class _BasicBlock(hk.Module):
+  expansion = 1
+
+  def __init__(self, channels: int, stride: int, name: str):
+    super().__init__(name=name)
+    self._channels = channels
+    self._stride = stride
+
+  def __call__(self, x, is_training):
+    shortcut = x
+    if self._stride != 1 or x.shape[-1] != self._channels:
+      shortcut = _conv(self._channels, 1, self._stride, "shortcut_conv")(x)
+      shortcut = BatchNorm(name="shortcut_batch_norm")(shortcut, is_training)
+    y = _conv(self._channels, 3, self._stride, "conv_0")(x)
+    y = jax.nn.relu(BatchNorm(name="batch_norm_0")(y, is_training))
+    y = _conv(self._channels, 3, 1, "conv_1")(y)
+    y = BatchNorm(zero_init=True, name="batch_norm_1")(y, is_training)
+    return jax.nn.relu(y + shortcut)
+
+
+class _Bottleneck(hk.Module):
+  """torchvision's v1.5 bottleneck: the stride sits on the 3x3 conv."""
+  expansion = 4
+
+  def __init__(self, channels: int, stride: int, name: str):
+    super().__init__(name=name)
+    self._channels = channels
+    self._stride = stride
+
+  def __call__(self, x, is_training):
+    out_channels = self._channels * self.expansion
+    shortcut = x
+    if self._stride != 1 or x.shape[-1] != out_channels:
+      shortcut = _conv(out_channels, 1, self._stride, "shortcut_conv")(x)
+      shortcut = BatchNorm(name="shortcut_batch_norm")(shortcut, is_training)
+    y = _conv(self._channels, 1, 1, "conv_0")(x)
+    y = jax.nn.relu(BatchNorm(name="batch_norm_0")(y, is_training))
+    y = _conv(self._channels, 3, self._stride, "conv_1")(y)
+    y = jax.nn.relu(BatchNorm(name="batch_norm_1")(y, is_training))
+    y = _conv(out_channels, 1, 1, "conv_2")(y)
+    y = BatchNorm(zero_init=True, name="batch_norm_2")(y, is_training)
+    return jax.nn.relu(y + shortcut)
+
+
+class _ResNet(hk.Module):
+  """A torchvision ResNet without its classifier: images -> pooled features."""
+
+  def __init__(self, block, blocks_per_stage: Sequence[int], stem: str,
+               width: int, name: str | None):
+    super().__init__(name=name)
+    if stem not in ("imagenet", "cifar"):
+      raise ValueError(f"stem must be 'imagenet' or 'cifar', got {stem!r}")
+    self._block = block
+    self._blocks_per_stage = blocks_per_stage
+    self._stem = stem
+    self._width = width
+
+  @property
+  def feature_dim(self) -> int:
+    return self._width * 8 * self._block.expansion
+
+  def __call__(self, images: jax.Array, is_training: bool) -> jax.Array:
+    if self._stem == "imagenet":
+      x = _conv(self._width, 7, 2, "stem_conv")(images)
+    else:  # CIFAR variant: a 3x3 stride-1 conv and no max-pool.
+      x = _conv(self._width, 3, 1, "stem_conv")(images)
+    x = jax.nn.relu(BatchNorm(name="stem_batch_norm")(x, is_training))
+    if self._stem == "imagenet":
+      x = _max_pool_3x3_s2(x)
+    for stage, num_blocks in enumerate(self._blocks_per_stage):
+      channels = self._width * 2**stage
+      for index in range(num_blocks):
+        stride = 2 if stage > 0 and index == 0 else 1
+        x = self._block(channels, stride, f"stage_{stage}_block_{index}")(
+            x, is_training)
+    return jnp.mean(x, axis=(1, 2))
+
+
+class ResNet18(_ResNet):
+
+  def __init__(self, stem: str = "imagenet", width: int = 64,
+               name: str | None = None):
+    super().__init__(_BasicBlock, (2, 2, 2, 2), stem, width, name)
+
+
+class ResNet50(_ResNet):
+
+  def __init__(self, stem: str = "imagenet", width: int = 64,
+               name: str | None = None):
+    super().__init__(_Bottleneck, (3, 4, 6, 3), stem, width, name)
+
+
+class TorchLinear(hk.Module):
+  """A dense layer with torch.nn.Linear's default init: U(+-1/sqrt(fan_in))."""
+
+  def __init__(self, output_size: int, with_bias: bool = True,
+               name: str | None = None):
+    super().__init__(name=name)
+    self._output_size = output_size
+    self._with_bias = with_bias
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    bound = 1.0 / math.sqrt(x.shape[-1])
+    uniform = hk.initializers.RandomUniform(-bound, bound)
+    w = hk.get_parameter("w", [x.shape[-1], self._output_size], x.dtype,
+                         init=uniform)
+    y = x @ w
+    if self._with_bias:
+      y = y + hk.get_parameter("b", [self._output_size], x.dtype, init=uniform)
+    return y
+
+
+class Expander(hk.Module):
+  """The VICReg projector: (Linear + BN + ReLU) per hidden size, then Linear.
+
+  `dims=(8192, 8192, 8192)` is the official `--mlp 8192-8192-8192`. The last
+  Linear has no bias and nothing after it. The BatchNorms run in training mode
+  while pretraining (`is_training=True`), as in the official code.
+  """
+
+  def __init__(self, dims: Sequence[int], name: str | None = None):
+    super().__init__(name=name)
+    if not dims:
+      raise ValueError("Expander needs at least one output size")
+    self._dims = tuple(dims)
+
+  def __call__(self, x: jax.Array, is_training: bool) -> jax.Array:
+    for index, size in enumerate(self._dims[:-1]):
+      x = TorchLinear(size, name=f"linear_{index}")(x)
+      x = BatchNorm(name=f"batch_norm_{index}")(x, is_training)
+      x = jax.nn.relu(x)
+    last = len(self._dims) - 1
+    return TorchLinear(self._dims[-1], with_bias=False,
+                       name=f"linear_{last}")(x)
+
+
+class LinearHead(hk.Module):
+  """The evaluation classifier, initialised as the official linear eval."""
+
+  def __init__(self, num_classes: int, name: str | None = "head"):
+    super().__init__(name=name)
+    self._num_classes = num_classes
+
+  def __call__(self, features: jax.Array) -> jax.Array:
+    return hk.Linear(self._num_classes,
+                     w_init=hk.initializers.RandomNormal(0.01))(features)
+
+
+ENCODERS = {"resnet18": ResNet18, "resnet50": ResNet50}

@@ -1,0 +1,83 @@
+"""LARS in the official VICReg update order, and the official LR schedule."""
+
+import math
+
+import haiku as hk
+import jax
+import jax.numpy as jnp
+import optax
+
+# Haiku names of the parameters LARS leaves alone: biases ("b") and
+# BatchNorm scale/offset. Selected by name, never by ndim.
+_NO_LARS_PARAMS = frozenset({"b", "scale", "offset"})
+
+
+def lars_mask(params: hk.Params) -> hk.Params:
+  """True for the parameters that get weight decay and the trust ratio."""
+  return hk.data_structures.map(
+      lambda module, name, value: name not in _NO_LARS_PARAMS, params)
+
+
+def scale_by_trust_ratio_with_decay(
+    weight_decay: float, trust_coefficient: float
+) -> optax.GradientTransformation:
+  """g <- g + wd * p, then g <- eta * |p| / |g| * g, on LARS-able params only."""
+
+  def init_fn(params):
+    del params
+    return optax.EmptyState()
+
+  def update_fn(updates, state, params):
+    if params is None:
+      raise ValueError("LARS needs the params to compute the trust ratio")
+
+    def one(g, p, use_lars):
+      if not use_lars:
+        return g
+      g = g + weight_decay * p
+      p_norm = jnp.linalg.norm(p)
+      g_norm = jnp.linalg.norm(g)
+      ratio = jnp.where((p_norm > 0) & (g_norm > 0),
+                        trust_coefficient * p_norm / g_norm, 1.0)
+      return g * ratio
+
+    return jax.tree.map(one, updates, params, lars_mask(params)), state
+
+  return optax.GradientTransformation(init_fn, update_fn)
+
+
+def lars(learning_rate: float | optax.Schedule, *, weight_decay: float,
+         momentum: float = 0.9,
+         trust_coefficient: float = 0.001) -> optax.GradientTransformation:
+  """LARS as in the official VICReg code.
+
+  Order: weight decay into the gradient, trust ratio (1 where either norm is
+  0), momentum m <- momentum * m + g, then p <- p - lr * m. Biases and
+  BatchNorm scale/offset get neither weight decay nor the trust ratio (they
+  still get momentum and the learning rate). Note `optax.lars` applies the
+  learning rate before the momentum and decays every parameter by default.
+  """
+  return optax.chain(
+      scale_by_trust_ratio_with_decay(weight_decay, trust_coefficient),
+      optax.trace(decay=momentum, nesterov=False),
+      optax.scale_by_learning_rate(learning_rate),
+  )
+
+
+def warmup_cosine(base_lr: float, batch_size: int, warmup_steps: int,
+                  total_steps: int) -> optax.Schedule:
+  """The official schedule: peak = base_lr * batch_size / 256, linear warm-up
+  from 0 over `warmup_steps`, then cosine from the peak to 0.001 * peak at
+  `total_steps`."""
+  peak = base_lr * batch_size / 256
+  end = 0.001 * peak
+  decay_steps = max(total_steps - warmup_steps, 1)
+
+  def schedule(step):
+    step = jnp.asarray(step, jnp.float32)
+    warm = peak * step / max(warmup_steps, 1)
+    progress = jnp.clip((step - warmup_steps) / decay_steps, 0.0, 1.0)
+    q = 0.5 * (1 + jnp.cos(math.pi * progress))
+    return jnp.where(step < warmup_steps, warm, peak * q + end * (1 - q))
+
+  return schedule
