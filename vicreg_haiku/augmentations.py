@@ -1,0 +1,353 @@
+"""Two-view augmentations as stateless TensorFlow ops.
+
+Each example's randomness is one vector of uniforms drawn by a stateless op
+from its own seed (`draw`); the input pipeline keys that seed by (config.seed,
+epoch, example), so a view is a pure function of (image, seed, recipe) and a
+resumed run sees the same batches. The ops then run on whole batches, with
+per-example parameters: per-example TF ops on 96 px images are dominated by
+dispatch overhead, batched ones are not. Crops, resizes and blurs are
+per-example resampling matrices applied with einsum.
+
+Colour ops work on float images in [0, 1] and follow torchvision's
+definitions (clipping to [0, 1] after each op), so the recipes mean what the
+VICReg paper and the original notebook meant by them.
+"""
+
+import math
+import os
+from typing import Sequence
+
+import ml_collections
+import numpy as np
+import tensorflow as tf
+
+# ITU-R 601-2 luma, as PIL's "L" conversion and torchvision's rgb_to_grayscale.
+GRAY_WEIGHTS = (0.299, 0.587, 0.114)
+# ImageOps.solarize(img) inverts pixels >= 128; the same on the [0, 1] scale.
+SOLARIZE_THRESHOLD = 128 / 255
+
+Recipe = ml_collections.ConfigDict
+
+
+def _clip(image: tf.Tensor) -> tf.Tensor:
+  return tf.clip_by_value(image, 0.0, 1.0)
+
+
+def grayscale(image: tf.Tensor) -> tf.Tensor:
+  """[..., 3] -> [..., 1] luma."""
+  return tf.reduce_sum(image * tf.constant(GRAY_WEIGHTS), -1, keepdims=True)
+
+
+def adjust_hue(image: tf.Tensor, delta) -> tf.Tensor:
+  """H <- (H + delta) mod 1 in HSV, as torchvision; delta broadcasts."""
+  h, s, v = tf.unstack(tf.image.rgb_to_hsv(image), axis=-1)
+  h = tf.math.floormod(h + delta[..., 0], 1.0)
+  return _clip(tf.image.hsv_to_rgb(tf.stack([h, s, v], axis=-1)))
+
+
+def solarize(image: tf.Tensor, threshold: float = SOLARIZE_THRESHOLD):
+  return tf.where(image >= threshold, 1.0 - image, image)
+
+
+# ------------------------------------------------------- random draws ---
+# A view's randomness is one vector of uniforms drawn from its seed; the
+# batched ops below turn slices of it into parameters. Drawing per example
+# keeps the keying exact, applying per batch keeps the pipeline fast.
+_LAYOUT = dict(area=10, log_ratio=10, top=1, left=1, flip=1, rotation=1,
+               jitter=1, factors=4, order=4, grayscale=1, blur=1, sigma=1,
+               solarize=1)
+_ENDS = np.cumsum(list(_LAYOUT.values()))
+_SLICES = {name: slice(end - n, end)
+           for (name, n), end in zip(_LAYOUT.items(), _ENDS)}
+NUM_UNIFORMS = int(_ENDS[-1])
+
+
+def draw(seed: tf.Tensor, shape: Sequence[int] = ()) -> tf.Tensor:
+  """Uniforms [*shape, NUM_UNIFORMS] in [0, 1) for one example's views."""
+  return tf.random.stateless_uniform(list(shape) + [NUM_UNIFORMS], seed)
+
+
+def _take(u: tf.Tensor, name: str) -> tf.Tensor:
+  return u[:, _SLICES[name]]
+
+
+def _between(u: tf.Tensor, low: float, high: float) -> tf.Tensor:
+  return low + (high - low) * u
+
+
+def _per_example(x: tf.Tensor) -> tf.Tensor:
+  """[B] -> [B, 1, 1, 1], to broadcast over images."""
+  return x[:, None, None, None]
+
+
+# ------------------------------------------------------------ geometry ---
+
+
+def crop_boxes(u: tf.Tensor, height: int, width: int, scale: Sequence[float],
+               ratio: Sequence[float]) -> tuple[tf.Tensor, ...]:
+  """torchvision's RandomResizedCrop.get_params for a batch: (top, left, h, w).
+
+  Ten candidate boxes per example; the first that fits wins, else the central
+  crop with the ratio clamped, exactly as torchvision's loop.
+  """
+  area = float(height * width)
+  target_area = area * _between(_take(u, "area"), *scale)
+  aspect = tf.exp(_between(_take(u, "log_ratio"), math.log(ratio[0]),
+                           math.log(ratio[1])))
+  w = tf.cast(tf.round(tf.sqrt(target_area * aspect)), tf.int32)
+  h = tf.cast(tf.round(tf.sqrt(target_area / aspect)), tf.int32)
+  fits = (w > 0) & (w <= width) & (h > 0) & (h <= height)
+  first = tf.argmax(tf.cast(fits, tf.int32), axis=1, output_type=tf.int32)
+  w = tf.gather(w, first, batch_dims=1)
+  h = tf.gather(h, first, batch_dims=1)
+
+  in_ratio = width / height
+  if in_ratio < ratio[0]:
+    fallback = (round(width / ratio[0]), width)
+  elif in_ratio > ratio[1]:
+    fallback = (height, round(height * ratio[1]))
+  else:
+    fallback = (height, width)
+  found = tf.reduce_any(fits, axis=1)
+  h = tf.where(found, h, fallback[0])
+  w = tf.where(found, w, fallback[1])
+
+  def offset(name, room):
+    pick = tf.cast(_take(u, name)[:, 0] * tf.cast(room + 1, tf.float32),
+                   tf.int32)
+    return tf.where(found, tf.minimum(pick, room), room // 2)
+
+  return offset("top", height - h), offset("left", width - w), h, w
+
+
+def _kernel(name: str):
+  """PIL's resampling filters: (function of distance, support)."""
+  if name == "bicubic":
+    a = -0.5
+    def cubic(d):
+      d = tf.abs(d)
+      near = ((a + 2) * d - (a + 3)) * d * d + 1
+      far = (((d - 5) * d + 8) * d - 4) * a
+      return tf.where(d < 1, near, tf.where(d < 2, far, 0.0))
+    return cubic
+  if name == "bilinear":
+    return lambda d: tf.maximum(0.0, 1.0 - tf.abs(d))
+  raise ValueError(f"Unsupported interpolation {name!r}: bicubic or bilinear.")
+
+
+def resample_matrix(start: tf.Tensor, length: tf.Tensor, in_size: int,
+                    out_size: int, interpolation: str) -> tf.Tensor:
+  """[B, out, in] weights resizing [start, start + length) to out_size.
+
+  PIL's separable resampling (what torchvision's RandomResizedCrop runs on
+  PIL images): the kernel widens by the downscale factor (antialiasing) and
+  taps outside the crop are dropped, weights renormalised.
+  """
+  start = tf.cast(start, tf.float32)[:, None, None]
+  length = tf.cast(length, tf.float32)[:, None, None]
+  scale = length / out_size
+  centre = start + (tf.range(out_size, dtype=tf.float32)[:, None] + 0.5) * scale
+  x = tf.range(in_size, dtype=tf.float32)
+  weights = _kernel(interpolation)((x + 0.5 - centre) / tf.maximum(scale, 1.0))
+  inside = (x >= start) & (x < start + length)
+  weights = tf.where(inside, weights, 0.0)
+  return weights / tf.reduce_sum(weights, axis=-1, keepdims=True)
+
+
+def _apply_separable(rows: tf.Tensor, cols: tf.Tensor,
+                     images: tf.Tensor) -> tf.Tensor:
+  """images [B, H, W, C] -> rows @ image @ cols^T per example and channel."""
+  x = tf.einsum("bih,bhwc->biwc", rows, images)
+  return tf.einsum("bjw,biwc->bijc", cols, x)
+
+
+def resized_crops(images: tf.Tensor, u: tf.Tensor, size: int,
+                  scale: Sequence[float], ratio: Sequence[float],
+                  interpolation: str, flip_prob: float) -> tf.Tensor:
+  """uint8 [B, H, W, 3] -> float32 [B, size, size, 3] in [0, 1].
+
+  RandomResizedCrop then RandomHorizontalFlip; the flip reverses the column
+  weights, so it costs nothing.
+  """
+  height, width = images.shape[1], images.shape[2]
+  top, left, h, w = crop_boxes(u, height, width, scale, ratio)
+  rows = resample_matrix(top, h, height, size, interpolation)
+  cols = resample_matrix(left, w, width, size, interpolation)
+  flip = _take(u, "flip")[:, 0] < flip_prob
+  cols = tf.where(flip[:, None, None], cols[:, ::-1], cols)
+  out = _apply_separable(rows, cols, tf.cast(images, tf.float32))
+  return _clip(out / 255.0)
+
+
+def resize(images: tf.Tensor, size: int, interpolation: str) -> tf.Tensor:
+  """uint8 [B, H, W, 3] -> float32 [B, size, size, 3] in [0, 1]; no crop."""
+  batch, height, width = tf.shape(images)[0], images.shape[1], images.shape[2]
+  full = lambda n: tf.fill([batch], n)
+  rows = resample_matrix(full(0), full(height), height, size, interpolation)
+  cols = resample_matrix(full(0), full(width), width, size, interpolation)
+  return _clip(_apply_separable(rows, cols, tf.cast(images, tf.float32)) / 255)
+
+
+def rotate(images: tf.Tensor, degrees: tf.Tensor) -> tf.Tensor:
+  """Rotate [B, H, W, 3] about the centre by degrees [B]; bilinear, zero fill."""
+  height, width = images.shape[1], images.shape[2]
+  angle = degrees * (math.pi / 180.0)
+  cos, sin = tf.cos(angle), tf.sin(angle)
+  x_offset = ((width - 1) - (cos * (width - 1) - sin * (height - 1))) / 2
+  y_offset = ((height - 1) - (sin * (width - 1) + cos * (height - 1))) / 2
+  zeros = tf.zeros_like(cos)
+  transforms = tf.stack([cos, -sin, x_offset, sin, cos, y_offset, zeros, zeros],
+                        axis=1)
+  return tf.raw_ops.ImageProjectiveTransformV3(
+      images=images, transforms=transforms,
+      output_shape=tf.constant([height, width]), fill_value=0.0,
+      interpolation="BILINEAR", fill_mode="CONSTANT")
+
+
+# -------------------------------------------------------------- colour ---
+
+
+def color_jitter(images: tf.Tensor, u: tf.Tensor, recipe: Recipe) -> tf.Tensor:
+  """RandomApply(ColorJitter) with prob jitter_prob, ops in random order.
+
+  Brightness, contrast and saturation are all clip(f * x + (1 - f) * target)
+  with target 0, the grey mean or the grey image, so each of the four stages
+  applies every example's op in one pass (f = 1 for the others: exact). Hue
+  runs only on the examples whose op it is at that stage.
+  """
+  applied = _take(u, "jitter")[:, 0] < recipe.jitter_prob
+  f = _take(u, "factors")
+  b, c, s, hue = recipe.brightness, recipe.contrast, recipe.saturation, recipe.hue
+  factors = tf.stack([_between(f[:, 0], max(0.0, 1 - b), 1 + b),
+                      _between(f[:, 1], max(0.0, 1 - c), 1 + c),
+                      _between(f[:, 2], max(0.0, 1 - s), 1 + s)], axis=1)
+  delta = _between(f[:, 3], -hue, hue)
+  order = tf.argsort(_take(u, "order"), axis=1)
+  x = images
+  for stage in range(4):
+    op = tf.where(applied, order[:, stage], -1)
+    linear = (op >= 0) & (op < 3)
+    factor = tf.where(linear, tf.gather(factors, tf.maximum(op, 0) % 3,
+                                        batch_dims=1), 1.0)
+    gray = grayscale(x)
+    mean = tf.reduce_mean(gray, axis=(1, 2, 3), keepdims=True)
+    target = tf.where(_per_example(op == 1), mean,
+                      tf.where(_per_example(op == 2), gray, 0.0))
+    factor = _per_example(factor)
+    x = _clip(factor * x + (1.0 - factor) * target)
+    which = tf.where(op == 3)
+    shifted = adjust_hue(tf.gather_nd(x, which),
+                         _per_example(tf.gather_nd(delta, which)))
+    x = tf.tensor_scatter_nd_update(x, which, shifted)
+  return x
+
+
+def blur_kernel_size(recipe: Recipe, image_size: int) -> int:
+  """The recipe's kernel size, or one that holds 3 sigma of the largest sigma.
+
+  A fixed size keeps shapes static; Gaussian weights beyond 3 sigma of a
+  smaller sigma are negligible, so this matches a kernel that grows with
+  sigma. Single-bounce reflect padding caps the radius at size - 1.
+  """
+  size = recipe.blur_kernel_size or 2 * math.ceil(3 * recipe.blur_sigma[1]) + 1
+  return min(size, 2 * image_size - 1)
+
+
+def blur_matrix(sigma: tf.Tensor, kernel_size: int, size: int) -> tf.Tensor:
+  """[B, size, size]: a 1-D Gaussian blur with reflect padding, as a matrix.
+
+  torchvision's kernel (exp(-x^2 / 2 sigma^2) over kernel_size taps,
+  normalised); sigma = 0 gives the identity.
+  """
+  radius = kernel_size // 2
+  taps = tf.range(-radius, radius + 1, dtype=tf.float32)
+  kernel = tf.exp(-0.5 * tf.square(taps / tf.maximum(sigma, 1e-6)[:, None]))
+  kernel /= tf.reduce_sum(kernel, axis=1, keepdims=True)
+  source = np.arange(size)[:, None] + np.arange(-radius, radius + 1)
+  source = np.abs(source)  # reflect at the top edge ...
+  source = np.where(source > size - 1, 2 * (size - 1) - source, source)
+  one_hot = tf.one_hot(source, size)  # [out, tap, in]
+  return tf.einsum("bt,ito->bio", kernel, one_hot)
+
+
+def gaussian_blur(images: tf.Tensor, sigma: tf.Tensor,
+                  kernel_size: int) -> tf.Tensor:
+  """Blur [B, S, S, C] with per-example sigma [B] (0: unchanged)."""
+  matrix = blur_matrix(sigma, kernel_size, images.shape[1])
+  return _apply_separable(matrix, matrix, images)
+
+
+def normalize(image: tf.Tensor, mean: Sequence[float],
+              std: Sequence[float]) -> tf.Tensor:
+  return (image - tf.constant(mean, tf.float32)) / tf.constant(std, tf.float32)
+
+
+def views(images: tf.Tensor, u: tf.Tensor, recipe: Recipe, size: int,
+          index: int) -> tf.Tensor:
+  """One augmented, normalised view per image, in the recipe's order.
+
+  images: uint8 [B, H, W, 3]; u: [B, NUM_UNIFORMS] from `draw`; `index` (0 or
+  1) picks the per-view blur and solarize probabilities.
+  """
+  x = resized_crops(images, u, size, recipe.crop_scale, recipe.crop_ratio,
+                    recipe.interpolation, recipe.flip_prob)
+  if recipe.rotation_degrees:
+    degrees = recipe.rotation_degrees
+    x = rotate(x, _between(_take(u, "rotation")[:, 0], -degrees, degrees))
+  if recipe.jitter_prob > 0:
+    x = color_jitter(x, u, recipe)
+  if recipe.grayscale_prob > 0:
+    gray = _take(u, "grayscale")[:, 0] < recipe.grayscale_prob
+    x = tf.where(_per_example(gray), tf.tile(grayscale(x), [1, 1, 1, 3]), x)
+  if recipe.blur_prob[index] > 0:
+    blurred = _take(u, "blur")[:, 0] < recipe.blur_prob[index]
+    sigma = _between(_take(u, "sigma")[:, 0], *recipe.blur_sigma)
+    x = gaussian_blur(x, tf.where(blurred, sigma, 0.0),
+                      blur_kernel_size(recipe, size))
+  if recipe.solarize_prob[index] > 0:
+    solar = _take(u, "solarize")[:, 0] < recipe.solarize_prob[index]
+    x = tf.where(_per_example(solar), solarize(x), x)
+  return normalize(x, recipe.mean, recipe.std)
+
+
+def two_views(images: tf.Tensor, u: tf.Tensor, recipe: Recipe,
+              size: int) -> tuple[tf.Tensor, tf.Tensor]:
+  """The pair VICReg compares. u: [B, 2, NUM_UNIFORMS], one row per view."""
+  return (views(images, u[:, 0], recipe, size, 0),
+          views(images, u[:, 1], recipe, size, 1))
+
+
+def view_grid(view_a: np.ndarray, view_b: np.ndarray, mean: Sequence[float],
+              std: Sequence[float], pairs_per_row: int = 4,
+              gap: int = 2) -> np.ndarray:
+  """Normalised views [N, S, S, 3] -> uint8 [H, W, 3]: rows of (a | b) pairs.
+
+  A white gap separates pairs; the two views of a pair touch, so they read
+  as one unit.
+  """
+  def to_uint8(x):
+    x = np.asarray(x, np.float32) * np.asarray(std) + np.asarray(mean)
+    return np.round(np.clip(x, 0, 1) * 255).astype(np.uint8)
+
+  a, b = to_uint8(view_a), to_uint8(view_b)
+  n, size = a.shape[0], a.shape[1]
+  rows = -(-n // pairs_per_row)
+  cols = min(n, pairs_per_row)
+  cell_w = 2 * size + gap
+  grid = np.full((rows * (size + gap) + gap, cols * cell_w + gap, 3), 255,
+                 np.uint8)
+  for i in range(n):
+    top = gap + (i // pairs_per_row) * (size + gap)
+    left = gap + (i % pairs_per_row) * cell_w
+    grid[top:top + size, left:left + size] = a[i]
+    grid[top:top + size, left + size:left + 2 * size] = b[i]
+  return grid
+
+
+def write_png(path: str, image: np.ndarray) -> None:
+  """Writes uint8 [H, W, 3] as PNG; tf.io.gfile, so gs:// paths work."""
+  directory = os.path.dirname(path)
+  if directory:
+    tf.io.gfile.makedirs(directory)
+  with tf.io.gfile.GFile(path, "wb") as f:
+    f.write(tf.io.encode_png(image).numpy())
