@@ -59,6 +59,21 @@ def seed_views() -> config_dict.ConfigDict:
   ))
 
 
+def classifier_training(**learning) -> config_dict.ConfigDict:
+  """An encoder + linear head trained end to end on the labelled split."""
+  return config_dict.ConfigDict(dict(
+      epochs=100,
+      batch_size=256,
+      momentum=0.9,  # SGD with momentum, cosine decay to 0
+      augment=True,  # random resized crop + flip on the labelled split
+      crop_scale=(0.08, 1.0),
+      log_every_steps=50,
+      checkpoint_every_steps=1000,
+      skip_nonfinite=False,
+      **learning,
+  ))
+
+
 def base_config() -> config_dict.ConfigDict:
   """Defaults of every key; a study's config overrides what differs."""
   c = config_dict.ConfigDict()
@@ -66,6 +81,9 @@ def base_config() -> config_dict.ConfigDict:
   c.seed = 0
   c.precision = "float32"  # compute dtype: float32 | bfloat16
   c.distributed = False  # call jax.distributed.initialize() (multi-host)
+  c.eval_batch_size = 256  # feature extraction and test passes
+  # A workdir refuses a run of another config unless this is set.
+  c.allow_config_change = False
 
   c.dataset = config_dict.ConfigDict(dict(
       name="digits",  # digits | stl10 | cifar10
@@ -102,6 +120,8 @@ def base_config() -> config_dict.ConfigDict:
       knn_every_steps=0,  # 0: kNN monitor only at the end
       knn_k=20,
       knn_temperature=0.07,
+      rankme_examples=1024,  # fixed batch for the RankMe effective rank
+      skip_nonfinite=False,  # True: skip non-finite steps instead of stopping
   ))
 
   c.augmentations = config_dict.ConfigDict(dict(
@@ -115,24 +135,10 @@ def base_config() -> config_dict.ConfigDict:
       labels_per_class=0,  # 0: every label; N > 0 adds an N-per-class probe
   ))
 
-  c.finetune = config_dict.ConfigDict(dict(
-      epochs=100,
-      batch_size=256,
-      lr_backbone=0.01,
-      lr_head=0.1,
-      weight_decay=1e-6,
-      momentum=0.9,
-      augment=True,  # random resized crop + flip on the labelled split
-      crop_scale=(0.08, 1.0),
-  ))
-
-  c.supervised = config_dict.ConfigDict(dict(
-      epochs=100,
-      batch_size=256,
-      learning_rate=0.1,
-      weight_decay=1e-4,
-      momentum=0.9,
-      augment=True,
-      crop_scale=(0.08, 1.0),
-  ))
+  # Fine-tune starts from the pretrained encoder, supervised from random
+  # init; same budget and recipe, so the two differ only in the start.
+  c.finetune = classifier_training(lr_backbone=0.01, lr_head=0.1,
+                                   weight_decay=1e-6)
+  c.supervised = classifier_training(lr_backbone=0.1, lr_head=0.1,
+                                     weight_decay=1e-4)
   return c

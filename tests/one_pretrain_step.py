@@ -1,0 +1,57 @@
+"""One pretraining step on a fixed global batch, on however many devices the
+process sees; writes the loss terms, grad norm, new BN state and params to an .npz.
+
+Run by tests/test_parallel.py in subprocesses with 1 and 8 simulated CPU
+devices (XLA_FLAGS=--xla_force_host_platform_device_count=N).
+"""
+
+import sys
+
+import haiku as hk
+import jax
+import numpy as np
+
+from vicreg_haiku import defaults
+from vicreg_haiku import models
+from vicreg_haiku import optimizers
+from vicreg_haiku import parallel
+from vicreg_haiku import pretraining
+
+
+def tiny_config():
+  config = defaults.base_config()
+  config.model.width = 4
+  config.model.expander_dims = (32, 32, 16)
+  config.dataset.image_size = 8
+  return config
+
+
+def main(out_path: str) -> None:
+  config = tiny_config()
+  mesh = parallel.make_mesh()
+  model = models.pretrain_model(config)
+  schedule = optimizers.warmup_cosine(0.3, 16, 0, 10)
+  optimizer = optimizers.lars(schedule, weight_decay=1e-4,
+                              trust_coefficient=0.02)
+  state = pretraining.init_state(config, model, optimizer)
+  rng = np.random.default_rng(0)
+  batch = {k: rng.normal(size=(16, 8, 8, 3)).astype(np.float32)
+           for k in ("view_a", "view_b")}
+
+  state = parallel.replicate(state, mesh)
+  step = jax.jit(pretraining.make_step(config, model, optimizer, schedule),
+                 out_shardings=parallel.replicated_sharding(mesh))
+  new_state, metrics = step(state, parallel.global_batch(batch, mesh))
+  flat = {"devices": np.asarray(jax.device_count())}
+  flat.update({f"metric/{k}": np.asarray(v) for k, v in metrics.items()})
+  # The updated params carry the gradients (through LARS); grad_norm is in
+  # the metrics.
+  for prefix, tree in (("param", new_state.params),
+                       ("bn", new_state.net_state)):
+    for module, name, value in hk.data_structures.traverse(tree):
+      flat[f"{prefix}/{module}/{name}"] = np.asarray(value)
+  np.savez(out_path, **flat)
+
+
+if __name__ == "__main__":
+  main(sys.argv[1])

@@ -1,0 +1,50 @@
+"""Data parallelism gives the single-device result: global-batch BN and loss."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+HERE = os.path.dirname(__file__)
+
+
+def _one_step(tmp_path, devices: int) -> dict[str, np.ndarray]:
+  out = tmp_path / f"step_{devices}.npz"
+  env = dict(os.environ, JAX_PLATFORMS="cpu",
+             XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
+  subprocess.run([sys.executable, os.path.join(HERE, "one_pretrain_step.py"),
+                  str(out)], env=env, check=True, timeout=300)
+  return dict(np.load(out))
+
+
+@pytest.fixture(scope="module")
+def one_and_eight(tmp_path_factory):
+  tmp = tmp_path_factory.mktemp("parallel")
+  return _one_step(tmp, 1), _one_step(tmp, 8)
+
+
+def test_runs_on_the_requested_devices(one_and_eight):
+  single, multi = one_and_eight
+  assert int(single["devices"]) == 1
+  assert int(multi["devices"]) == 8
+
+
+@pytest.mark.parametrize("prefix", ["metric/", "param/", "bn/"])
+def test_eight_devices_match_one(one_and_eight, prefix):
+  single, multi = one_and_eight
+  keys = [k for k in single if k.startswith(prefix)]
+  assert keys
+  for key in keys:
+    np.testing.assert_allclose(multi[key], single[key], rtol=1e-5, atol=1e-6,
+                               err_msg=key)
+
+
+def test_step_trained(one_and_eight):
+  """The step ran in training mode: finite loss, BN running statistics moved."""
+  single, _ = one_and_eight
+  assert np.isfinite(single["metric/loss"])
+  bn_means = [v for k, v in single.items()
+              if k.startswith("bn/") and k.endswith("/mean")]
+  assert any(np.abs(m).max() > 0 for m in bn_means)

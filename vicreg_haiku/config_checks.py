@@ -1,0 +1,88 @@
+"""Config validation before any data is read or anything compiled.
+
+Every error is one line naming the key, the value and what is allowed.
+"""
+
+import ml_collections
+
+from vicreg_haiku import precision
+
+MODES = ("all", "pretrain", "linear_probe", "finetune", "supervised")
+DATASETS = ("digits", "stl10", "cifar10")
+ENCODERS = ("resnet18", "resnet50")
+STEMS = ("imagenet", "cifar")
+
+
+class ConfigError(ValueError):
+  pass
+
+
+def _choice(key: str, value, allowed) -> None:
+  if value not in allowed:
+    raise ConfigError(f"config.{key}={value!r} is not one of {allowed}")
+
+
+def _positive(key: str, value, *, zero_ok: bool = False) -> None:
+  if value is None or value < 0 or (value == 0 and not zero_ok):
+    kind = "non-negative" if zero_ok else "positive"
+    raise ConfigError(f"config.{key}={value!r} must be {kind}")
+
+
+def _probability(key: str, values) -> None:
+  for value in values if isinstance(values, (tuple, list)) else (values,):
+    if not 0.0 <= value <= 1.0:
+      raise ConfigError(f"config.{key}={values!r}: probabilities lie in [0, 1]")
+
+
+def _check_views(name: str, views: ml_collections.ConfigDict) -> None:
+  key = f"augmentations.{name}"
+  for field in ("flip_prob", "jitter_prob", "grayscale_prob", "blur_prob",
+                "solarize_prob"):
+    _probability(f"{key}.{field}", views[field])
+  low, high = views.crop_scale
+  if not 0 < low <= high <= 1:
+    raise ConfigError(f"config.{key}.crop_scale={views.crop_scale!r} must "
+                      "satisfy 0 < low <= high <= 1")
+  _choice(f"{key}.interpolation", views.interpolation, ("bilinear", "bicubic"))
+
+
+def validate(config: ml_collections.ConfigDict, device_count: int) -> None:
+  """Raises ConfigError on the first bad value."""
+  _choice("mode", config.mode, MODES)
+  _choice("precision", config.precision, precision.PRECISIONS)
+  _choice("dataset.name", config.dataset.name, DATASETS)
+  _choice("model.encoder", config.model.encoder, ENCODERS)
+  _choice("model.stem", config.model.stem, STEMS)
+  _choice("pretrain.augmentation", config.pretrain.augmentation,
+          tuple(config.augmentations.keys()))
+  _positive("dataset.image_size", config.dataset.image_size)
+  _positive("model.width", config.model.width)
+  for index, dim in enumerate(config.model.expander_dims):
+    _positive(f"model.expander_dims[{index}]", dim)
+  batch_keys = ["pretrain.batch_size", "finetune.batch_size",
+                "supervised.batch_size", "linear_probe.batch_size",
+                "eval_batch_size"]
+  for key in batch_keys:
+    section, _, field = key.rpartition(".")
+    value = (config[section] if section else config)[field]
+    _positive(key, value)
+    if key != "linear_probe.batch_size" and value % device_count:
+      raise ConfigError(
+          f"config.{key}={value} does not divide over {device_count} devices;"
+          f" use a multiple of {device_count}")
+  for phase in ("pretrain", "finetune", "supervised", "linear_probe"):
+    _positive(f"{phase}.epochs", config[phase].epochs)
+  _positive("pretrain.warmup_epochs", config.pretrain.warmup_epochs,
+            zero_ok=True)
+  for key in ("pretrain.base_lr", "pretrain.weight_decay",
+              "pretrain.trust_coefficient", "finetune.lr_backbone",
+              "finetune.lr_head", "supervised.lr_backbone",
+              "supervised.lr_head", "linear_probe.learning_rate"):
+    section, field = key.split(".")
+    _positive(key, config[section][field], zero_ok=True)
+  if config.pretrain.max_steps is not None:
+    _positive("pretrain.max_steps", config.pretrain.max_steps)
+  _positive("linear_probe.labels_per_class",
+            config.linear_probe.labels_per_class, zero_ok=True)
+  for name, views in config.augmentations.items():
+    _check_views(name, views)

@@ -1,0 +1,11 @@
+"""The errors a user can cause or fix, for the launcher's one-line messages."""
+
+from vicreg_haiku.checkpointing import CheckpointError
+from vicreg_haiku.config_checks import ConfigError
+from vicreg_haiku.datasets import DataError
+from vicreg_haiku.loop import NonFiniteError, Preempted
+from vicreg_haiku.pretrained import MissingEncoderError
+
+USER_ERRORS = (CheckpointError, ConfigError, DataError, MissingEncoderError,
+               NonFiniteError)
+__all__ = ["USER_ERRORS", "Preempted"]

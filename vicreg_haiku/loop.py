@@ -1,0 +1,145 @@
+"""The training loop every phase shares: resume, step, log, checkpoint.
+
+A run is resumable at any step because the batch at step k is a pure function
+of (config, k) (datasets.py) and the checkpoint holds everything else: step,
+params, BN state and optimizer state. Rerunning the same command after a
+preemption continues exactly where the newest good checkpoint left off.
+"""
+
+import dataclasses
+import math
+import os
+import signal
+import time
+from typing import Callable, Iterator, Mapping
+
+import jax
+import numpy as np
+from absl import logging
+
+from vicreg_haiku import checkpointing
+from vicreg_haiku import models
+from vicreg_haiku import parallel
+from vicreg_haiku import writers
+
+StepFn = Callable[[models.TrainState, Mapping[str, jax.Array]],
+                  tuple[models.TrainState, Mapping[str, jax.Array]]]
+
+
+class NonFiniteError(RuntimeError):
+  pass
+
+
+class Preempted(Exception):
+  """SIGTERM arrived; a checkpoint of the current step was saved."""
+
+
+@dataclasses.dataclass
+class LoopConfig:
+  phase: str
+  phase_dir: str
+  total_steps: int
+  examples_per_step: int
+  log_every_steps: int
+  checkpoint_every_steps: int
+  checkpoint_every_seconds: float = math.inf
+  skip_nonfinite: bool = False
+
+
+class _SigtermFlag:
+  """Turns SIGTERM (the preemption notice) into a flag the loop polls."""
+
+  def __init__(self):
+    self.raised = False
+    self._previous = None
+
+  def __enter__(self):
+    self._previous = signal.signal(signal.SIGTERM, self._handle)
+    return self
+
+  def _handle(self, signum, frame):
+    del signum, frame
+    self.raised = True
+
+  def __exit__(self, *exc):
+    signal.signal(signal.SIGTERM, self._previous)
+
+
+def _nonfinite_names(metrics: Mapping[str, np.ndarray]) -> list[str]:
+  return [k for k, v in metrics.items()
+          if np.issubdtype(np.asarray(v).dtype, np.floating)
+          and not np.all(np.isfinite(v))]
+
+
+def restore_or_init(loop: LoopConfig, initial: models.TrainState, mesh):
+  """The newest good checkpoint of the phase, else `initial`, replicated."""
+  mngr = checkpointing.manager(os.path.join(loop.phase_dir, "checkpoints"))
+  initial = parallel.replicate(initial, mesh)
+  restored = checkpointing.restore_latest(mngr, initial)
+  state = initial if restored is None else restored
+  return mngr, state
+
+
+def run(loop: LoopConfig, initial: models.TrainState, step_fn: StepFn,
+        batches: Callable[[int], Iterator[Mapping[str, np.ndarray]]], mesh,
+        on_log: Callable[[int, models.TrainState], Mapping[str, float]]
+        | None = None) -> models.TrainState:
+  """Trains from the newest checkpoint (or `initial`) to loop.total_steps.
+
+  `step_fn` returns metrics holding a boolean "finite"; a non-finite step
+  leaves the state unchanged inside the step. Here it stops the run (the
+  last checkpoint stays the newest) unless loop.skip_nonfinite.
+  `on_log(step, state)` adds metrics (kNN, RankMe, ...) at log steps.
+  """
+  mngr, state = restore_or_init(loop, initial, mesh)
+  start = int(jax.device_get(state.step))
+  writer = writers.MetricsWriter(loop.phase_dir, enabled=parallel.is_chief())
+  writer.drop_after(start)
+  if start >= loop.total_steps:
+    writers.console(f"{loop.phase}: finished already (step {start})")
+    return state
+  if start:
+    writers.console(f"{loop.phase}: resuming from step {start}")
+  progress = writers.Progress(loop.phase, loop.total_steps, start,
+                              loop.examples_per_step)
+  skipped = 0
+  last_save = time.monotonic()
+  with _SigtermFlag() as sigterm:
+    stream = batches(start)
+    for step in range(start + 1, loop.total_steps + 1):
+      state, metrics = step_fn(state, parallel.global_batch(next(stream), mesh))
+      due_log = step % loop.log_every_steps == 0 or step == loop.total_steps
+      metrics = parallel.to_host(metrics)
+      if not metrics.pop("finite"):
+        bad = _nonfinite_names(metrics)
+        if not loop.skip_nonfinite:
+          raise NonFiniteError(
+              f"{loop.phase}: non-finite {', '.join(bad) or 'gradients'} at "
+              f"step {step}; stopped, the newest checkpoint ({mngr.latest_step()}"
+              ") is intact. Lower the learning rate or set "
+              f"--config.{loop.phase}.skip_nonfinite=True")
+        skipped += 1
+        logging.warning("%s: step %d skipped, non-finite %s", loop.phase, step,
+                        bad)
+      if due_log:
+        scalars = dict(metrics)
+        scalars["skipped_steps"] = skipped
+        if on_log is not None:
+          scalars.update(on_log(step, state))
+        scalars["examples_per_second"] = progress.report(
+            step, {k: scalars[k] for k in ("loss",) if k in scalars})
+        writer.write_scalars(step, scalars)
+      due_save = (step % loop.checkpoint_every_steps == 0
+                  or step == loop.total_steps
+                  or time.monotonic() - last_save > loop.checkpoint_every_seconds)
+      if due_save or sigterm.raised:
+        checkpointing.save(mngr, step, state)
+        last_save = time.monotonic()
+      if sigterm.raised:
+        mngr.wait_until_finished()
+        writer.close()
+        raise Preempted(f"{loop.phase}: SIGTERM at step {step}; checkpoint "
+                        "saved, rerun the same command to resume")
+  mngr.wait_until_finished()
+  writer.close()
+  return state

@@ -1,0 +1,69 @@
+"""The Haiku transforms each phase trains, built from the config.
+
+Every model names its encoder "encoder", so a pretrained encoder's params and
+BN state drop into the probe, fine-tune and reuse models unchanged.
+"""
+
+from typing import NamedTuple
+
+import haiku as hk
+import jax
+import ml_collections
+import optax
+
+from vicreg_haiku import networks
+
+ENCODER = "encoder"
+
+
+class TrainState(NamedTuple):
+  step: jax.Array
+  params: hk.Params
+  net_state: hk.State
+  opt_state: optax.OptState
+
+
+def make_encoder(config: ml_collections.ConfigDict) -> hk.Module:
+  cls = networks.ENCODERS[config.model.encoder]
+  return cls(stem=config.model.stem, width=config.model.width, name=ENCODER)
+
+
+def pretrain_model(config: ml_collections.ConfigDict) -> hk.TransformedWithState:
+  """(view_a, view_b) -> (z_a, z_b, encoder features of view_a).
+
+  The views pass separately, as in the official code, so each BatchNorm
+  normalises each view's batch on its own statistics.
+  """
+
+  def forward(view_a, view_b, is_training=True):
+    encoder = make_encoder(config)
+    expander = networks.Expander(config.model.expander_dims, name="expander")
+    features_a = encoder(view_a, is_training)
+    z_a = expander(features_a, is_training)
+    z_b = expander(encoder(view_b, is_training), is_training)
+    return z_a, z_b, features_a
+
+  return hk.transform_with_state(forward)
+
+
+def classifier_model(config: ml_collections.ConfigDict,
+                     num_classes: int) -> hk.TransformedWithState:
+  """images -> logits: the encoder plus a linear head."""
+
+  def forward(images, is_training):
+    features = make_encoder(config)(images, is_training)
+    return networks.LinearHead(num_classes)(features)
+
+  return hk.transform_with_state(forward)
+
+
+def feature_model(config: ml_collections.ConfigDict) -> hk.TransformedWithState:
+  """images -> pooled encoder features, BatchNorm in inference mode."""
+  return hk.transform_with_state(
+      lambda images: make_encoder(config)(images, is_training=False))
+
+
+def encoder_part(tree: hk.Params) -> hk.Params:
+  """The encoder's entries of a params or BN-state tree."""
+  return hk.data_structures.filter(
+      lambda module, name, value: module.split("/")[0] == ENCODER, tree)

@@ -1,0 +1,56 @@
+"""One code path for 1..N devices and hosts: a 1-D `data` mesh.
+
+The batch is sharded over `data`; params, BN state and optimizer state are
+replicated. Code is written for the global array, so every reduction over the
+batch (BatchNorm statistics, the VICReg variance and covariance) is over the
+global batch: XLA adds the collectives.
+"""
+
+import jax
+import numpy as np
+from jax.experimental import multihost_utils
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+DATA_AXIS = "data"
+
+
+def maybe_initialize_distributed(requested: bool) -> None:
+  """Joins the multi-host job when asked to (before any other JAX call)."""
+  if requested:
+    jax.distributed.initialize()
+
+
+def make_mesh() -> Mesh:
+  return Mesh(np.asarray(jax.devices()), (DATA_AXIS,))
+
+
+def batch_sharding(mesh: Mesh) -> NamedSharding:
+  return NamedSharding(mesh, P(DATA_AXIS))
+
+
+def replicated_sharding(mesh: Mesh) -> NamedSharding:
+  return NamedSharding(mesh, P())
+
+
+def replicate(tree, mesh: Mesh):
+  return jax.device_put(tree, replicated_sharding(mesh))
+
+
+def global_batch(local_batch, mesh: Mesh):
+  """This process's slice of the batch -> one global array sharded on `data`."""
+  sharding = batch_sharding(mesh)
+  return jax.tree.map(
+      lambda x: jax.make_array_from_process_local_data(sharding, x),
+      local_batch)
+
+
+def to_host(tree):
+  """A (possibly sharded, multi-host) tree as NumPy arrays on every process."""
+  if jax.process_count() == 1:
+    return jax.device_get(tree)
+  return multihost_utils.process_allgather(tree, tiled=True)
+
+
+def is_chief() -> bool:
+  """Process 0 writes logs, TensorBoard and results; all write checkpoints."""
+  return jax.process_index() == 0

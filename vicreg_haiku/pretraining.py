@@ -1,0 +1,145 @@
+"""VICReg pretraining: the jitted step and the phase around it."""
+
+import functools
+import itertools
+import os
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from vicreg_haiku import augmentations
+from vicreg_haiku import datasets
+from vicreg_haiku import evaluation
+from vicreg_haiku import loop
+from vicreg_haiku import losses
+from vicreg_haiku import models
+from vicreg_haiku import optimizers
+from vicreg_haiku import parallel
+from vicreg_haiku import writers
+
+PHASE = "pretrain"
+
+
+def total_steps(config: ml_collections.ConfigDict) -> int:
+  """Steps of the schedule; max_steps stops a run early without changing it."""
+  steps = config.pretrain.epochs * datasets.pretrain_steps_per_epoch(config)
+  if config.pretrain.max_steps is not None:
+    steps = min(steps, config.pretrain.max_steps)
+  return steps
+
+
+def make_optimizer(config: ml_collections.ConfigDict
+                   ) -> tuple[optax.GradientTransformation, optax.Schedule]:
+  """LARS on the official warm-up + cosine schedule (over all epochs)."""
+  p = config.pretrain
+  steps_per_epoch = datasets.pretrain_steps_per_epoch(config)
+  schedule = optimizers.warmup_cosine(
+      p.base_lr, p.batch_size, p.warmup_epochs * steps_per_epoch,
+      p.epochs * steps_per_epoch)
+  optimizer = optimizers.lars(schedule, weight_decay=p.weight_decay,
+                              momentum=p.momentum,
+                              trust_coefficient=p.trust_coefficient)
+  return optimizer, schedule
+
+
+def init_state(config: ml_collections.ConfigDict, model, optimizer
+               ) -> models.TrainState:
+  size = config.dataset.image_size
+  dummy = jnp.zeros((2, size, size, 3), jnp.float32)
+  rng = jax.random.fold_in(jax.random.key(config.seed), 0)
+  params, net_state = jax.jit(model.init)(rng, dummy, dummy)
+  return models.TrainState(step=jnp.zeros([], jnp.int32), params=params,
+                           net_state=net_state,
+                           opt_state=optimizer.init(params))
+
+
+def _embedding_std(z: jax.Array) -> jax.Array:
+  """Mean over dimensions of the per-dimension std: ~0 means collapse."""
+  return jnp.mean(jnp.std(z.astype(jnp.float32), axis=0))
+
+
+def make_step(config: ml_collections.ConfigDict, model,
+              optimizer: optax.GradientTransformation, schedule_lr):
+  """The pretraining step on the global batch: loss, grads, LARS update."""
+
+  def loss_fn(params, net_state, batch):
+    (z_a, z_b, _), net_state = model.apply(
+        params, net_state, None, batch["view_a"], batch["view_b"])
+    loss, terms = losses.vicreg_loss(z_a, z_b, **config.loss)
+    return loss, (net_state, dict(terms, embedding_std=_embedding_std(z_a)))
+
+  def step(state: models.TrainState, batch):
+    (loss, (net_state, metrics)), grads = jax.value_and_grad(
+        loss_fn, has_aux=True)(state.params, state.net_state, batch)
+    updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+    new = models.TrainState(state.step + 1, optax.apply_updates(state.params, updates),
+                            net_state, opt_state)
+    grad_norm = optax.global_norm(grads)
+    finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+    # A non-finite step changes nothing; the loop stops or counts it.
+    new = jax.tree.map(lambda n, o: jnp.where(finite, n, o), new,
+                       state._replace(step=state.step + 1))
+    metrics = dict(metrics, loss=loss, grad_norm=grad_norm,
+                   lr=schedule_lr(state.step), finite=finite)
+    return new, metrics
+
+  return step
+
+
+def run(config: ml_collections.ConfigDict, workdir: str, mesh
+        ) -> dict[str, dict]:
+  """Pretrains (resuming if it can); returns the final kNN monitor result."""
+  phase_dir = os.path.join(workdir, PHASE)
+  model = models.pretrain_model(config)
+  optimizer, schedule = make_optimizer(config)
+  p = config.pretrain
+  replicated = parallel.replicated_sharding(mesh)
+  step_fn = jax.jit(make_step(config, model, optimizer, schedule),
+                    donate_argnums=0, out_shardings=replicated)
+  monitor = evaluation.Monitor(config, mesh)
+
+  def on_log(step, state):
+    scalars = monitor.rankme(state.params, state.net_state)
+    if p.knn_every_steps and step % p.knn_every_steps == 0:
+      scalars["knn_top1"] = monitor.knn_top1(state.params, state.net_state)
+    return scalars
+
+  loop_config = loop.LoopConfig(
+      phase=PHASE, phase_dir=phase_dir, total_steps=total_steps(config),
+      examples_per_step=p.batch_size,
+      log_every_steps=p.log_every_steps,
+      checkpoint_every_steps=p.checkpoint_every_steps,
+      checkpoint_every_seconds=p.checkpoint_every_seconds,
+      skip_nonfinite=p.skip_nonfinite)
+  batches = functools.partial(_pretrain_stream, config, phase_dir)
+  initial = init_state(config, model, optimizer)
+  state = loop.run(loop_config, initial, step_fn, batches, mesh, on_log)
+  top1 = monitor.knn_top1(state.params, state.net_state)
+  return {"pretrain_knn": {"top1": top1, "steps": int(state.step)}}
+
+
+def _pretrain_stream(config, phase_dir: str, start_step: int):
+  """The two-view batches from `start_step`; a fresh run first shows them."""
+  batches = datasets.pretrain_batches(config, start_step=start_step)
+  if start_step == 0:
+    first = next(batches)
+    _write_view_grid(config, phase_dir, first)
+    batches = itertools.chain([first], batches)
+  return batches
+
+
+def _write_view_grid(config, phase_dir: str, batch, pairs: int = 8) -> None:
+  """Augmented view pairs, as views.png and in TensorBoard."""
+  if not parallel.is_chief():
+    return
+  recipe = config.augmentations[config.pretrain.augmentation]
+  grid = augmentations.view_grid(batch["view_a"][:pairs],
+                                 batch["view_b"][:pairs], recipe.mean,
+                                 recipe.std)
+  augmentations.write_png(os.path.join(phase_dir, "views.png"), grid)
+  writer = writers.MetricsWriter(phase_dir)
+  writer.write_image(0, "augmented_views", np.asarray(grid))
+  writer.close()

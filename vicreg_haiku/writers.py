@@ -1,0 +1,114 @@
+"""Where metrics go: metrics.jsonl, TensorBoard, and a console line with ETA.
+
+Only the chief process writes; the others get a writer that drops everything,
+so callers never branch on the process index.
+"""
+
+import json
+import os
+import time
+from typing import Mapping
+
+import numpy as np
+import tensorflow as tf
+
+METRICS_FILE = "metrics.jsonl"
+
+
+def _as_python(value):
+  value = np.asarray(value)
+  return value.item() if value.ndim == 0 else value.tolist()
+
+
+def read_metrics(phase_dir: str) -> list[dict]:
+  path = os.path.join(phase_dir, METRICS_FILE)
+  if not tf.io.gfile.exists(path):
+    return []
+  with tf.io.gfile.GFile(path) as f:
+    return [json.loads(line) for line in f if line.strip()]
+
+
+class MetricsWriter:
+  """Appends {"step": int, name: float, ...} lines and TensorBoard scalars."""
+
+  def __init__(self, phase_dir: str, *, enabled: bool = True):
+    self._enabled = enabled
+    self._path = os.path.join(phase_dir, METRICS_FILE)
+    self._summary = None
+    if enabled:
+      tf.io.gfile.makedirs(phase_dir)
+      self._summary = tf.summary.create_file_writer(phase_dir)
+
+  def drop_after(self, step: int) -> None:
+    """Forgets lines logged after `step`: a resumed run logs them again."""
+    if not self._enabled or not tf.io.gfile.exists(self._path):
+      return
+    kept = [r for r in read_metrics(os.path.dirname(self._path))
+            if r["step"] <= step]
+    with tf.io.gfile.GFile(self._path + ".tmp", "w") as f:
+      f.writelines(json.dumps(r) + "\n" for r in kept)
+    tf.io.gfile.rename(self._path + ".tmp", self._path, overwrite=True)
+
+  def write_scalars(self, step: int, scalars: Mapping[str, float]) -> None:
+    if not self._enabled:
+      return
+    record = {"step": int(step)}
+    record.update({k: _as_python(v) for k, v in scalars.items()})
+    # json writes floats with repr, i.e. full precision.
+    with tf.io.gfile.GFile(self._path, "a") as f:
+      f.write(json.dumps(record) + "\n")
+    with self._summary.as_default(step=int(step)):
+      for name, value in record.items():
+        if name != "step":
+          tf.summary.scalar(name, value)
+    self._summary.flush()
+
+  def write_image(self, step: int, name: str, image: np.ndarray) -> None:
+    """`image`: uint8 [H, W, 3]."""
+    if not self._enabled:
+      return
+    with self._summary.as_default(step=int(step)):
+      tf.summary.image(name, image[None])
+    self._summary.flush()
+
+  def close(self) -> None:
+    if self._summary is not None:
+      self._summary.close()
+
+
+def console(message: str) -> None:
+  """A status line on stdout (library chatter goes to absl logging)."""
+  print(message, flush=True)
+
+
+def _duration(seconds: float) -> str:
+  seconds = int(seconds)
+  if seconds >= 3600:
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+  return f"{seconds // 60}m{seconds % 60:02d}s"
+
+
+class Progress:
+  """A console line per report: step, done %, chosen metrics, speed, ETA."""
+
+  def __init__(self, phase: str, total_steps: int, first_step: int,
+               examples_per_step: int):
+    self._phase = phase
+    self._total = total_steps
+    self._examples_per_step = examples_per_step
+    self._last_step = first_step
+    self._last_time = time.perf_counter()
+
+  def report(self, step: int, scalars: Mapping[str, float]) -> float:
+    """Logs the line; returns examples/s since the previous report."""
+    now = time.perf_counter()
+    steps = max(step - self._last_step, 1)
+    seconds_per_step = (now - self._last_time) / steps
+    self._last_step, self._last_time = step, now
+    rate = self._examples_per_step / max(seconds_per_step, 1e-9)
+    eta = _duration(seconds_per_step * (self._total - step))
+    shown = "  ".join(f"{k} {float(v):.4g}" for k, v in scalars.items())
+    console(f"{self._phase} {step}/{self._total} "
+            f"({100 * step // max(self._total, 1)}%)  {shown}  "
+            f"{rate:.0f} img/s  ETA {eta}")
+    return rate
