@@ -1,0 +1,158 @@
+"""Pipelines on digits and on a tiny STL10 read by the real tfds builder."""
+
+import importlib.util
+import os
+import time
+
+import numpy as np
+import pytest
+
+import stl10_fake
+from vicreg_haiku import datasets
+from vicreg_haiku import defaults
+
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _digits_config():
+  path = os.path.join(_ROOT, "configs", "digits.py")
+  spec = importlib.util.spec_from_file_location("digits_config", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  config = module.get_config()
+  config.dataset.image_size = 12
+  config.pretrain.batch_size = 8
+  return config
+
+
+def _stl10_config(data_dir):
+  config = defaults.base_config()
+  config.dataset.name = "stl10"
+  config.dataset.data_dir = data_dir
+  config.dataset.image_size = 16
+  config.dataset.pretrain_split = "unlabelled+train"
+  config.pretrain.batch_size = 8
+  return config
+
+
+def _take(iterator, n):
+  return [next(iterator) for _ in range(n)]
+
+
+def test_digits_splits():
+  config = _digits_config()
+  assert datasets.num_examples(config, "train") == 1257
+  assert datasets.num_examples(config, "test") == 540
+  assert datasets.num_classes(config) == 10
+
+
+def test_fake_stl10_is_read_in_the_real_layout(fake_stl10_dir, tmp_path):
+  expected = stl10_fake.write_binaries(str(tmp_path))  # same seed, same data
+  config = _stl10_config(fake_stl10_dir)
+  assert datasets.num_examples(config, "unlabelled+train") == 64
+  images, labels = datasets._source(  # pylint: disable=protected-access
+      "stl10", fake_stl10_dir, "train", 0, 1)
+  # tfds shuffles records when it writes them: compare as sets.
+  written = {(im.tobytes(), int(l)) for im, l in zip(*expected["train"])}
+  read = {(im.tobytes(), int(l)) for im, l in zip(images.numpy(), labels)}
+  assert read == written
+
+
+@pytest.mark.parametrize("source", ["digits", "stl10"])
+def test_pretrain_batches(source, fake_stl10_dir):
+  config = (_digits_config() if source == "digits"
+            else _stl10_config(fake_stl10_dir))
+  size = config.dataset.image_size
+  steps = datasets.pretrain_steps_per_epoch(config)
+  # Determinism, and resume at k (inside and across an epoch boundary).
+  reference = _take(datasets.pretrain_batches(config), steps + 2)
+  again = _take(datasets.pretrain_batches(config), 2)
+  for k in (1, steps - 1, steps + 1):
+    resumed = next(datasets.pretrain_batches(config, start_step=k))
+    for key in ("view_a", "view_b"):
+      np.testing.assert_array_equal(resumed[key], reference[k][key])
+  np.testing.assert_array_equal(again[1]["view_a"], reference[1]["view_a"])
+  batch = reference[0]
+  for key in ("view_a", "view_b"):
+    assert batch[key].shape == (8, size, size, 3)
+    assert batch[key].dtype == np.float32
+    assert np.isfinite(batch[key]).all() and np.abs(batch[key]).max() < 3
+  assert not np.allclose(batch["view_a"], batch["view_b"])
+  # A new epoch reshuffles and redraws.
+  assert not np.allclose(reference[0]["view_a"], reference[steps]["view_a"])
+
+
+def test_host_shards_are_disjoint_and_cover_the_split(fake_stl10_dir):
+  config = _stl10_config(fake_stl10_dir)
+  seen = []
+  for index in range(3):
+    images, _ = datasets._source(  # pylint: disable=protected-access
+        "stl10", fake_stl10_dir, "unlabelled+train", index, 3)
+    seen += [im.tobytes() for im in images.numpy()]
+  assert len(seen) == len(set(seen)) == 64
+  local = next(datasets.pretrain_batches(config, process_index=1,
+                                         process_count=2))
+  assert local["view_a"].shape == (4, 16, 16, 3)
+  assert datasets.pretrain_steps_per_epoch(config, process_count=2) == 8
+
+
+@pytest.mark.parametrize("count", [1, 3])
+def test_eval_covers_every_example_once_with_padding(count):
+  config = _digits_config()
+  batches = [list(datasets.eval_batches(config, "test", batch_size=12 * count,
+                                        process_index=i, process_count=count))
+             for i in range(count)]
+  assert len({len(b) for b in batches}) == 1  # same number on every process
+  images = np.concatenate([b["image"] for bs in batches for b in bs])
+  masks = np.concatenate([b["mask"] for bs in batches for b in bs])
+  labels = np.concatenate([b["label"] for bs in batches for b in bs])
+  assert masks.sum() == 540 and masks.dtype == bool
+  assert labels.dtype == np.int32 and images.shape[1:] == (12, 12, 3)
+  assert len(np.unique(images[masks].reshape(540, -1), axis=0)) > 530
+  assert np.bincount(labels[masks]).min() >= 50  # stratified: all classes
+  # Deterministic: a second pass is identical.
+  again = list(datasets.eval_batches(config, "test", batch_size=12 * count,
+                                     process_index=0, process_count=count))
+  np.testing.assert_array_equal(again[0]["image"], batches[0][0]["image"])
+
+
+@pytest.mark.parametrize("augment", [True, False])
+def test_labelled_batches(augment, fake_stl10_dir):
+  config = _stl10_config(fake_stl10_dir)
+  it = datasets.labelled_batches(config, "train", batch_size=8,
+                                 augment=augment, crop_scale=(0.5, 1.0))
+  reference = _take(it, 4)  # 3 steps an epoch: crosses an epoch boundary
+  resumed = next(datasets.labelled_batches(
+      config, "train", batch_size=8, augment=augment, crop_scale=(0.5, 1.0),
+      start_step=3))
+  np.testing.assert_array_equal(resumed["image"], reference[3]["image"])
+  np.testing.assert_array_equal(resumed["label"], reference[3]["label"])
+  batch = reference[0]
+  assert batch["image"].shape == (8, 16, 16, 3)
+  assert batch["image"].dtype == np.float32 and batch["label"].dtype == np.int32
+  assert set(np.concatenate([b["label"] for b in reference[:3]])) <= set(
+      range(10))
+
+
+def test_missing_stl10_fails_fast_with_a_clear_message(tmp_path, monkeypatch):
+  # No network in tests: the download probe says the source is unreachable.
+  monkeypatch.setattr(datasets, "_reachable", lambda *args, **kwargs: False)
+  config = _stl10_config(str(tmp_path / "empty"))
+  start = time.perf_counter()
+  with pytest.raises(datasets.DataError, match="tfds build stl10") as error:
+    next(datasets.pretrain_batches(config))
+  assert time.perf_counter() - start < 30
+  assert str(tmp_path / "empty") in str(error.value)
+  assert "not prepared" in str(error.value)
+
+
+def test_reachable_probe_returns_quickly_on_a_closed_port():
+  start = time.perf_counter()
+  assert not datasets._reachable("127.0.0.1", 9, timeout=2)  # pylint: disable=protected-access
+  assert time.perf_counter() - start < 5
+
+
+def test_bad_images_raise_data_error():
+  with pytest.raises(datasets.DataError, match="uint8"):
+    datasets._check_images(  # pylint: disable=protected-access
+        np.zeros((2, 8, 8), np.float32), "somewhere")
