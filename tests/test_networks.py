@@ -26,6 +26,50 @@ def _init(f, x, seed=0):
       jax.random.PRNGKey(seed), x)
 
 
+def _init_drawing(model, x, draw=(), seed=0):
+  """(f, params, state): f transforms model(x, is_training), init jitted.
+
+  XLA takes seconds on CPU to compile each random draw (tens per ResNet), so
+  only the parameters of the modules named in `draw` come from the model's
+  initialisers. The init makes the other conv kernels and dense weights and
+  biases zeros; they are then NumPy draws at the model's scales: kaiming-normal
+  fan-out for convs, torch's U(+-1/sqrt(fan_in)) for dense layers. BatchNorm
+  parameters and state are always the model's own.
+  """
+
+  def creator(next_creator, shape, dtype, init, context):
+    if context.name in ("w", "b") and context.module_name not in draw:
+      init = jnp.zeros
+    return next_creator(shape, dtype, init)
+
+  def forward(x, is_training):
+    with hk.custom_creator(creator):
+      return model(x, is_training)
+
+  f = hk.transform_with_state(forward)
+  params, state = _init(f, x, seed)
+  rng = np.random.default_rng(seed)
+  params = {m: dict(v) for m, v in params.items()}
+  for module, values in params.items():
+    if module in draw or "w" not in values:
+      continue
+    shape = values["w"].shape
+    if len(shape) == 4:  # conv
+      std = math.sqrt(2.0 / (shape[0] * shape[1] * shape[3]))  # fan_out
+      new = {"w": rng.normal(size=shape) * std}
+    else:
+      bound = 1 / math.sqrt(shape[0])
+      new = {k: rng.uniform(-bound, bound, size=values[k].shape)
+             for k in values}
+    for k, v in new.items():
+      values[k] = jnp.asarray(v, values[k].dtype)
+  return f, params, state
+
+
+def _init_resnet(x, cls=networks.ResNet18, draw=(), seed=0, **kw):
+  return _init_drawing(lambda x, t: cls(**kw)(x, t), x, draw, seed)
+
+
 def _apply(f, params, state, x, is_training):
   return jax.jit(f.apply, static_argnums=4)(params, state, None, x, is_training)
 
@@ -102,9 +146,8 @@ def _np_max_pool_3x3_s2_pad1(x):
 @pytest.fixture(scope="module")
 def imagenet_run():
   """One compiled training-mode pass of a tiny ResNet18 on even-sized input."""
-  f = _resnet(width=4)
   x = _images(2, 10)  # even size: SAME would pad 2 before / 3 after.
-  params, state = _init(f, x)
+  f, params, state = _init_resnet(x, width=4)
   _, _, seen = _capture(
       f, params, state, x, True,
       ["stem_conv", "stem_batch_norm", "stage_0_block_0",
@@ -174,9 +217,8 @@ def test_spatial_sizes_at_96px():
 
 
 def test_cifar_stem_keeps_resolution():
-  f = _resnet(stem="cifar", width=4)
   x = _images(2, 16)
-  params, state = _init(f, x)
+  f, params, state = _init_resnet(x, stem="cifar", width=4)
   assert params["res_net18/stem_conv"]["w"].shape == (3, 3, 3, 4)
   _, _, seen = _capture(f, params, state, x, True,
                         ["stem_conv", "stage_0_block_0", "stage_3_block_1"])
@@ -196,8 +238,8 @@ def test_cifar_stem_keeps_resolution():
 @pytest.mark.parametrize("cls,last_bn", [(networks.ResNet18, "batch_norm_1"),
                                          (networks.ResNet50, "batch_norm_2")])
 def test_last_bn_of_each_block_is_zero_initialised(cls, last_bn):
-  f = _resnet(cls, width=2)
-  params, _ = _init(f, jnp.zeros((1, 32, 32, 3)))
+  # Only the BatchNorm parameters are read: those are the model's own init.
+  _, params, _ = _init_resnet(jnp.zeros((1, 32, 32, 3)), cls, width=2)
   zero, one = 0, 0
   for module, values in params.items():
     if "scale" not in values:
@@ -220,8 +262,9 @@ def test_last_bn_of_each_block_is_zero_initialised(cls, last_bn):
 
 
 def test_conv_init_is_kaiming_normal_fan_out():
-  f = _resnet(width=16, stem="cifar")
-  params, _ = _init(f, jnp.zeros((1, 8, 8, 3)))
+  _, params, _ = _init_resnet(
+      jnp.zeros((1, 8, 8, 3)), width=16, stem="cifar",
+      draw=("res_net18/stage_3_block_1/conv_1", "res_net18/stem_conv"))
   w = np.asarray(params["res_net18/stage_3_block_1/conv_1"]["w"])
   assert w.shape == (3, 3, 128, 128)
   std = math.sqrt(2.0 / (3 * 3 * 128))  # fan_out = kh * kw * out
@@ -326,10 +369,9 @@ def _np_expander(params, x, is_training, state=None):
 
 
 def test_expander_layout_and_forward():
-  f = hk.transform_with_state(
-      lambda x, t: networks.Expander((16, 12, 8))(x, t))
   x = jnp.asarray(np.random.default_rng(0).normal(size=(6, 5)), jnp.float32)
-  params, state = _init(f, x)
+  f, params, state = _init_drawing(
+      lambda x, t: networks.Expander((16, 12, 8))(x, t), x)
   assert {m: set(v) for m, v in params.items()} == {
       "expander/linear_0": {"w", "b"},
       "expander/batch_norm_0": {"scale", "offset"},
@@ -341,7 +383,8 @@ def test_expander_layout_and_forward():
   assert params["expander/linear_1"]["w"].shape == (16, 12)
   assert params["expander/linear_2"]["w"].shape == (12, 8)
 
-  out, new_state = f.apply(params, state, None, x, True)
+  # One compiled training-mode pass, also capturing the last layer's input.
+  out, new_state, seen = _capture(f, params, state, x, True, ["linear_2"])
   assert out.shape == (6, 8)
   np.testing.assert_allclose(out, _np_expander(params, x, True), rtol=1e-4,
                              atol=1e-5)
@@ -350,17 +393,16 @@ def test_expander_layout_and_forward():
   for i in range(2):
     assert np.abs(np.asarray(new_state[f"expander/batch_norm_{i}"]["mean"])
                   ).max() > 1e-3
-  out_eval, _ = f.apply(params, new_state, None, x, False)
+  out_eval, _ = _apply(f, params, new_state, x, False)
   np.testing.assert_allclose(
       out_eval, _np_expander(params, x, False, new_state), rtol=1e-4,
       atol=1e-5)
   assert np.abs(np.asarray(out_eval) - np.asarray(out)).max() > 1e-2
   # Training-mode BN normalises the hidden pre-activations of the batch: the
   # input to the last layer has per-dimension batch statistics of relu(N(0,1)).
-  _, _, seen = _capture(f, params, state, x, True, ["linear_2"])
   h = np.asarray(seen["linear_2"][0])
   assert h.min() >= 0
   # Whole-batch statistics: two halves give other outputs.
-  halves = np.concatenate([f.apply(params, state, None, x[s], True)[0]
+  halves = np.concatenate([_apply(f, params, state, x[s], True)[0]
                            for s in (slice(0, 3), slice(3, 6))])
   assert np.abs(np.asarray(out) - halves).max() > 1e-3

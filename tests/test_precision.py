@@ -20,9 +20,20 @@ def reset_policy():
 
 
 def _run(images):
-  """Init + one training-mode pass; returns the stem conv output too."""
+  """Init + one training-mode pass; returns the stem conv output too.
 
-  def forward(x):
+  XLA takes seconds on CPU to compile each random draw, so the init makes the
+  conv kernels and dense weights and biases zeros; they are then NumPy draws
+  at the model's scales (the same for both policies), cast to the dtypes the
+  init gave them.
+  """
+
+  def creator(next_creator, shape, dtype, init, context):
+    if context.name in ("w", "b"):
+      init = jnp.zeros
+    return next_creator(shape, dtype, init)
+
+  def forward(x, is_training):
     seen = {}
 
     def interceptor(next_f, args, kwargs, context):
@@ -32,15 +43,33 @@ def _run(images):
         seen["stem"] = out
       return out
 
-    with hk.intercept_methods(interceptor):
-      feats = networks.ResNet18(stem="cifar", width=2)(x, True)
-      emb = networks.Expander((8, 4))(feats, True)
+    with hk.custom_creator(creator), hk.intercept_methods(interceptor):
+      feats = networks.ResNet18(stem="cifar", width=2)(x, is_training)
+      emb = networks.Expander((8, 4))(feats, is_training)
     return feats, emb, seen["stem"]
 
   f = hk.transform_with_state(forward)
-  params, state = f.init(jax.random.PRNGKey(0), images)
-  (feats, emb, stem), new_state = jax.jit(f.apply)(params, state, None,
-                                                  images)
+  # Inference mode: the forward pass is dead code to XLA (same params and
+  # initial state as a training-mode init).
+  params, state = jax.jit(lambda r, x: f.init(r, x, False))(
+      jax.random.PRNGKey(0), images)
+  rng = np.random.default_rng(0)
+  params = {m: dict(v) for m, v in params.items()}
+  for values in params.values():
+    if "w" not in values:
+      continue
+    shape = values["w"].shape
+    if len(shape) == 4:  # conv: kaiming normal, fan out
+      std = np.sqrt(2.0 / (shape[0] * shape[1] * shape[3]))
+      new = {"w": rng.normal(size=shape) * std}
+    else:  # dense: torch's U(+-1/sqrt(fan_in))
+      bound = 1 / np.sqrt(shape[0])
+      new = {k: rng.uniform(-bound, bound, size=values[k].shape)
+             for k in values}
+    for k, v in new.items():
+      values[k] = jnp.asarray(v, values[k].dtype)
+  (feats, emb, stem), new_state = jax.jit(f.apply, static_argnums=4)(
+      params, state, None, images, True)
   return params, new_state, feats, emb, stem
 
 
@@ -49,11 +78,24 @@ def _images():
                      jnp.float32)
 
 
-def test_bfloat16_policy(reset_policy):
+@pytest.fixture(scope="module")
+def runs():
+  """_run under each policy, once for the module."""
+  try:
+    out = {}
+    for name in ("bfloat16", "float32"):
+      precision.set_compute_dtype(name)
+      out[name] = _run(_images())
+    yield out
+  finally:
+    precision.set_compute_dtype("float32")
+
+
+def test_bfloat16_policy(runs, reset_policy):
   policy = precision.set_compute_dtype("bfloat16")
   assert policy.compute_dtype == jnp.bfloat16
   assert policy.param_dtype == jnp.float32
-  params, state, feats, emb, stem = _run(_images())
+  params, state, feats, emb, stem = runs["bfloat16"]
   for leaf in jax.tree.leaves(params):
     assert leaf.dtype == jnp.float32
   for leaf in jax.tree.leaves(state):  # BN running statistics
@@ -62,17 +104,17 @@ def test_bfloat16_policy(reset_policy):
   assert feats.dtype == jnp.float32 and emb.dtype == jnp.float32
   assert np.all(np.isfinite(np.asarray(feats)))
   # Same parameters under float32: close results.
-  precision.set_compute_dtype("float32")
-  _, state32, feats32, emb32, _ = _run(_images())
+  params32, state32, feats32, emb32, _ = runs["float32"]
+  jax.tree.map(np.testing.assert_array_equal, params, params32)
   np.testing.assert_allclose(feats, feats32, rtol=0.1, atol=0.15)
   np.testing.assert_allclose(emb, emb32, rtol=0.1, atol=0.3)
   for a, b in zip(jax.tree.leaves(state), jax.tree.leaves(state32)):
     np.testing.assert_allclose(a, b, rtol=0.05, atol=0.02)
 
 
-def test_float32_policy_keeps_everything_float32(reset_policy):
+def test_float32_policy_keeps_everything_float32(runs, reset_policy):
   precision.set_compute_dtype("float32")
-  params, state, feats, emb, stem = _run(_images())
+  params, state, feats, emb, stem = runs["float32"]
   for leaf in jax.tree.leaves((params, state, feats, emb, stem)):
     assert leaf.dtype == jnp.float32
 
