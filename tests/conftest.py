@@ -1,5 +1,8 @@
 """Shared fixtures."""
 
+import tempfile
+
+import jax
 import pytest
 
 import stl10_fake
@@ -11,3 +14,12 @@ def fake_stl10_dir(tmp_path_factory) -> str:
   root = tmp_path_factory.mktemp("stl10")
   stl10_fake.prepare(str(root / "tensorflow_datasets"), str(root / "download"))
   return str(root / "tensorflow_datasets")
+
+
+def pytest_configure(config):
+  """A persistent XLA cache for the session: the phases of the end-to-end
+  tests compile the same steps (same shapes, new closures) many times."""
+  del config
+  jax.config.update("jax_compilation_cache_dir",
+                    tempfile.mkdtemp(prefix="vicreg_xla_cache_"))
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)

@@ -161,22 +161,55 @@ def _apply_separable(rows: tf.Tensor, cols: tf.Tensor,
   return tf.einsum("bjw,biwc->bijc", cols, x)
 
 
+def _resize_kernel_args(size: int, height: int, width: int,
+                        interpolation: str) -> dict:
+  """tf.image.resize arguments that reproduce PIL's resampling.
+
+  PIL (torchvision's RandomResizedCrop on PIL images) widens the kernel by
+  the downscale factor and drops taps outside the crop, renormalising:
+  tf.image.resize with antialias=True (ScaleAndTranslate) is that, exactly.
+  When every crop is upscaled (the output is at least as large as the whole
+  image, so at least as large as any crop), antialiasing is a no-op and
+  TF's plain half-pixel ResizeBicubic / ResizeBilinear give the same
+  weights (also dropping and renormalising out-of-crop taps) at a fifth of
+  the cost. ResizeBicubic reads its Keys (a = -0.5) weights from a table of
+  1024 offsets: within 7e-4 of PIL's weights in [0, 1] units, below PIL's
+  own rounding to uint8 (2e-3).
+  """
+  if interpolation not in ("bicubic", "bilinear"):
+    raise ValueError(
+        f"Unsupported interpolation {interpolation!r}: bicubic or bilinear.")
+  return dict(method=interpolation, antialias=size < max(height, width))
+
+
+def crop_view(image: tf.Tensor, u: tf.Tensor, size: int,
+              scale: Sequence[float], ratio: Sequence[float],
+              interpolation: str, flip_prob: float) -> tf.Tensor:
+  """One example: uint8 [H, W, 3], u [NUM_UNIFORMS] -> float32 [size, size, 3].
+
+  RandomResizedCrop then RandomHorizontalFlip, in [0, 1]. Per example, so
+  the crop is a slice and the resize a single TF kernel (no resampling
+  matrices): the input pipeline runs it in a parallel map over examples.
+  """
+  height, width = image.shape[0], image.shape[1]
+  top, left, h, w = (t[0] for t in crop_boxes(u[None], height, width, scale,
+                                               ratio))
+  crop = tf.slice(image, tf.stack([top, left, 0]), tf.stack([h, w, 3]))
+  x = tf.image.resize(crop, [size, size],
+                      **_resize_kernel_args(size, height, width, interpolation))
+  flip = u[_SLICES["flip"]][0] < flip_prob
+  x = tf.where(flip, x[:, ::-1], x)
+  return _clip(x / 255.0)
+
+
 def resized_crops(images: tf.Tensor, u: tf.Tensor, size: int,
                   scale: Sequence[float], ratio: Sequence[float],
                   interpolation: str, flip_prob: float) -> tf.Tensor:
-  """uint8 [B, H, W, 3] -> float32 [B, size, size, 3] in [0, 1].
-
-  RandomResizedCrop then RandomHorizontalFlip; the flip reverses the column
-  weights, so it costs nothing.
-  """
-  height, width = images.shape[1], images.shape[2]
-  top, left, h, w = crop_boxes(u, height, width, scale, ratio)
-  rows = resample_matrix(top, h, height, size, interpolation)
-  cols = resample_matrix(left, w, width, size, interpolation)
-  flip = _take(u, "flip")[:, 0] < flip_prob
-  cols = tf.where(flip[:, None, None], cols[:, ::-1], cols)
-  out = _apply_separable(rows, cols, tf.cast(images, tf.float32))
-  return _clip(out / 255.0)
+  """uint8 [B, H, W, 3] -> float32 [B, size, size, 3]: crop_view per example."""
+  return tf.map_fn(
+      lambda args: crop_view(*args, size, scale, ratio, interpolation,
+                             flip_prob),
+      (images, u), fn_output_signature=tf.float32)
 
 
 def resize(images: tf.Tensor, size: int, interpolation: str) -> tf.Tensor:
@@ -207,13 +240,51 @@ def rotate(images: tf.Tensor, degrees: tf.Tensor) -> tf.Tensor:
 # -------------------------------------------------------------- colour ---
 
 
+def _shift_hue(image: tf.Tensor, delta: tf.Tensor) -> tf.Tensor:
+  """adjust_hue as elementwise math (torchvision's _rgb2hsv / _hsv2rgb).
+
+  The same as adjust_hue; written out so that XLA fuses it with its
+  neighbours instead of calling the RGBToHSV / HSVToRGB kernels.
+  """
+  r, g, b = tf.unstack(image, axis=-1)
+  maxc = tf.maximum(tf.maximum(r, g), b)
+  minc = tf.minimum(tf.minimum(r, g), b)
+  equal = maxc == minc
+  chroma = maxc - minc
+  s = chroma / tf.where(equal, 1.0, maxc)
+  divisor = tf.where(equal, 1.0, chroma)
+  rc, gc, bc = ((maxc - c) / divisor for c in (r, g, b))
+  h = tf.where(maxc == r, bc - gc,
+               tf.where(maxc == g, 2.0 + rc - bc, 4.0 + gc - rc))
+  # h / 6 + 1 + delta lies in (0, 2.2): x - floor(x) is the mod 1, and
+  # vectorises where floormod (fmod) does not.
+  h = h / 6.0 + 1.0 + delta[..., 0]
+  h = h - tf.floor(h)
+  v = maxc
+  sector = tf.floor(h * 6.0)
+  f = h * 6.0 - sector
+  sector = tf.where(sector >= 6.0, sector - 6.0, sector)
+  p = _clip(v * (1.0 - s))
+  q = _clip(v * (1.0 - s * f))
+  t = _clip(v * (1.0 - s * (1.0 - f)))
+
+  def pick(*values):
+    out = values[5]
+    for k in range(4, -1, -1):
+      out = tf.where(sector == k, values[k], out)
+    return out
+
+  return _clip(tf.stack([pick(v, q, p, p, t, v), pick(t, v, v, q, p, p),
+                         pick(p, p, t, v, v, q)], axis=-1))
+
+
 def color_jitter(images: tf.Tensor, u: tf.Tensor, recipe: Recipe) -> tf.Tensor:
   """RandomApply(ColorJitter) with prob jitter_prob, ops in random order.
 
   Brightness, contrast and saturation are all clip(f * x + (1 - f) * target)
   with target 0, the grey mean or the grey image, so each of the four stages
   applies every example's op in one pass (f = 1 for the others: exact). Hue
-  runs only on the examples whose op it is at that stage.
+  runs once per example, at that example's stage (see below).
   """
   applied = _take(u, "jitter")[:, 0] < recipe.jitter_prob
   f = _take(u, "factors")
@@ -221,11 +292,11 @@ def color_jitter(images: tf.Tensor, u: tf.Tensor, recipe: Recipe) -> tf.Tensor:
   factors = tf.stack([_between(f[:, 0], max(0.0, 1 - b), 1 + b),
                       _between(f[:, 1], max(0.0, 1 - c), 1 + c),
                       _between(f[:, 2], max(0.0, 1 - s), 1 + s)], axis=1)
-  delta = _between(f[:, 3], -hue, hue)
-  order = tf.argsort(_take(u, "order"), axis=1)
-  x = images
-  for stage in range(4):
-    op = tf.where(applied, order[:, stage], -1)
+  delta = _per_example(_between(f[:, 3], -hue, hue))
+  order = tf.where(applied[:, None], tf.argsort(_take(u, "order"), axis=1), -1)
+
+  def linear(x, op):
+    """Stage op (0, 1, 2; anything else: identity) for every example."""
     linear = (op >= 0) & (op < 3)
     factor = tf.where(linear, tf.gather(factors, tf.maximum(op, 0) % 3,
                                         batch_dims=1), 1.0)
@@ -234,12 +305,29 @@ def color_jitter(images: tf.Tensor, u: tf.Tensor, recipe: Recipe) -> tf.Tensor:
     target = tf.where(_per_example(op == 1), mean,
                       tf.where(_per_example(op == 2), gray, 0.0))
     factor = _per_example(factor)
-    x = _clip(factor * x + (1.0 - factor) * target)
-    which = tf.where(op == 3)
-    shifted = adjust_hue(tf.gather_nd(x, which),
-                         _per_example(tf.gather_nd(delta, which)))
-    x = tf.tensor_scatter_nd_update(x, which, shifted)
-  return x
+    return _clip(factor * x + (1.0 - factor) * target)
+
+  if hue <= 0:
+    x = images
+    for stage in range(4):
+      x = linear(x, order[:, stage])
+    return x
+  # Hue runs once per example, not once per stage: the linear stages run
+  # with hue as the identity, the state before each example's hue stage is
+  # picked, hue applied to it, and the stages after it run on that.
+  hue_stage = tf.argmax(tf.cast(order == 3, tf.int32), axis=1,
+                        output_type=tf.int32)
+  x = images
+  before_hue = images
+  for stage in range(4):
+    x = linear(x, order[:, stage])
+    if stage < 3:
+      before_hue = tf.where(_per_example(hue_stage == stage + 1), x,
+                            before_hue)
+  y = _shift_hue(before_hue, delta)
+  for stage in range(1, 4):
+    y = linear(y, tf.where(hue_stage < stage, order[:, stage], -1))
+  return tf.where(_per_example(applied), y, x)
 
 
 def blur_kernel_size(recipe: Recipe, image_size: int) -> int:
@@ -253,28 +341,41 @@ def blur_kernel_size(recipe: Recipe, image_size: int) -> int:
   return min(size, 2 * image_size - 1)
 
 
-def blur_matrix(sigma: tf.Tensor, kernel_size: int, size: int) -> tf.Tensor:
-  """[B, size, size]: a 1-D Gaussian blur with reflect padding, as a matrix.
-
-  torchvision's kernel (exp(-x^2 / 2 sigma^2) over kernel_size taps,
-  normalised); sigma = 0 gives the identity.
-  """
+def blur_kernel(sigma: tf.Tensor, kernel_size: int) -> tf.Tensor:
+  """[B, kernel_size]: torchvision's 1-D Gaussian, exp(-x^2 / 2 sigma^2)
+  over kernel_size taps, normalised; sigma = 0 gives the identity."""
   radius = kernel_size // 2
   taps = tf.range(-radius, radius + 1, dtype=tf.float32)
   kernel = tf.exp(-0.5 * tf.square(taps / tf.maximum(sigma, 1e-6)[:, None]))
-  kernel /= tf.reduce_sum(kernel, axis=1, keepdims=True)
-  source = np.arange(size)[:, None] + np.arange(-radius, radius + 1)
-  source = np.abs(source)  # reflect at the top edge ...
-  source = np.where(source > size - 1, 2 * (size - 1) - source, source)
-  one_hot = tf.one_hot(source, size)  # [out, tap, in]
-  return tf.einsum("bt,ito->bio", kernel, one_hot)
+  return kernel / tf.reduce_sum(kernel, axis=1, keepdims=True)
+
+
+def _blur_axis(images: tf.Tensor, kernel: tf.Tensor, axis: int) -> tf.Tensor:
+  """Reflect-pad along axis (1 or 2) and sum the shifted, weighted copies."""
+  taps = kernel.shape[1]
+  radius, size = taps // 2, images.shape[axis]
+  paddings = [[0, 0]] * 4
+  paddings[axis] = [radius, radius]
+  padded = tf.pad(images, paddings, mode="REFLECT")
+  out = 0.0
+  for t in range(taps):
+    begin = [0, 0, 0, 0]
+    begin[axis] = t
+    shape = [-1, -1, -1, -1]
+    shape[axis] = size
+    out += _per_example(kernel[:, t]) * tf.slice(padded, begin, shape)
+  return out
 
 
 def gaussian_blur(images: tf.Tensor, sigma: tf.Tensor,
                   kernel_size: int) -> tf.Tensor:
-  """Blur [B, S, S, C] with per-example sigma [B] (0: unchanged)."""
-  matrix = blur_matrix(sigma, kernel_size, images.shape[1])
-  return _apply_separable(matrix, matrix, images)
+  """Blur [B, S, S, C] with per-example sigma [B] (0: unchanged).
+
+  Separable: reflect padding (torchvision's) and kernel_size shifted adds
+  per axis, which XLA fuses; O(kernel_size) per pixel, not O(S).
+  """
+  kernel = blur_kernel(sigma, kernel_size)
+  return _blur_axis(_blur_axis(images, kernel, 1), kernel, 2)
 
 
 def normalize(image: tf.Tensor, mean: Sequence[float],
@@ -282,18 +383,10 @@ def normalize(image: tf.Tensor, mean: Sequence[float],
   return (image - tf.constant(mean, tf.float32)) / tf.constant(std, tf.float32)
 
 
-def views(images: tf.Tensor, u: tf.Tensor, recipe: Recipe, size: int,
-          index: int) -> tf.Tensor:
-  """One augmented, normalised view per image, in the recipe's order.
-
-  images: uint8 [B, H, W, 3]; u: [B, NUM_UNIFORMS] from `draw`; `index` (0 or
-  1) picks the per-view blur and solarize probabilities.
-  """
-  x = resized_crops(images, u, size, recipe.crop_scale, recipe.crop_ratio,
-                    recipe.interpolation, recipe.flip_prob)
-  if recipe.rotation_degrees:
-    degrees = recipe.rotation_degrees
-    x = rotate(x, _between(_take(u, "rotation")[:, 0], -degrees, degrees))
+def _finish(x: tf.Tensor, u: tf.Tensor, recipe: Recipe,
+            index: int) -> tf.Tensor:
+  """Jitter, grayscale, blur, solarize, normalise: elementwise and stencils."""
+  size = x.shape[1]
   if recipe.jitter_prob > 0:
     x = color_jitter(x, u, recipe)
   if recipe.grayscale_prob > 0:
@@ -310,11 +403,66 @@ def views(images: tf.Tensor, u: tf.Tensor, recipe: Recipe, size: int,
   return normalize(x, recipe.mean, recipe.std)
 
 
+def crop_views(image: tf.Tensor, u: tf.Tensor, recipe: Recipe,
+               size: int) -> tf.Tensor:
+  """Per example: uint8 [H, W, 3], u [2, NUM_UNIFORMS] -> [2, size, size, 3].
+
+  The geometric half of both views (crop, resize, flip); the input pipeline
+  maps it over examples, then batches and calls finish_views.
+  """
+  return tf.stack([crop_view(image, u[v], size, recipe.crop_scale,
+                             recipe.crop_ratio, recipe.interpolation,
+                             recipe.flip_prob) for v in range(2)])
+
+
+def finish_views(crops: tf.Tensor, u: tf.Tensor, recipe: Recipe,
+                 xla: bool = True) -> tuple[tf.Tensor, tf.Tensor]:
+  """Batched: crops [B, 2, S, S, 3] in [0, 1], u [B, 2, N] -> (view a, b).
+
+  Rotation (an image-transform kernel), then the rest, with static shapes
+  and only elementwise ops, reductions and shifted slices: with `xla` it
+  is one XLA-compiled function, which fuses the dozens of per-pixel passes
+  of jitter, blur and normalisation into a few loops.
+  """
+  outs = []
+  for index in range(2):
+    x, ui = crops[:, index], u[:, index]
+    if recipe.rotation_degrees:
+      degrees = recipe.rotation_degrees
+      x = rotate(x, _between(_take(ui, "rotation")[:, 0], -degrees, degrees))
+    outs.append(x)
+  finish = lambda a, b, ua, ub: (_finish(a, ua, recipe, 0),
+                                 _finish(b, ub, recipe, 1))
+  if xla:
+    finish = tf.function(finish, jit_compile=True, autograph=False)
+  return finish(outs[0], outs[1], u[:, 0], u[:, 1])
+
+
+def views(images: tf.Tensor, u: tf.Tensor, recipe: Recipe, size: int,
+          index: int) -> tf.Tensor:
+  """One augmented, normalised view per image, in the recipe's order.
+
+  images: uint8 [B, H, W, 3]; u: [B, NUM_UNIFORMS] from `draw`; `index` (0 or
+  1) picks the per-view blur and solarize probabilities.
+  """
+  x = resized_crops(images, u, size, recipe.crop_scale, recipe.crop_ratio,
+                    recipe.interpolation, recipe.flip_prob)
+  if recipe.rotation_degrees:
+    degrees = recipe.rotation_degrees
+    x = rotate(x, _between(_take(u, "rotation")[:, 0], -degrees, degrees))
+  return _finish(x, u, recipe, index)
+
+
 def two_views(images: tf.Tensor, u: tf.Tensor, recipe: Recipe,
               size: int) -> tuple[tf.Tensor, tf.Tensor]:
-  """The pair VICReg compares. u: [B, 2, NUM_UNIFORMS], one row per view."""
-  return (views(images, u[:, 0], recipe, size, 0),
-          views(images, u[:, 1], recipe, size, 1))
+  """The pair VICReg compares. u: [B, 2, NUM_UNIFORMS], one row per view.
+
+  The composition the input pipeline runs (crop_views per example, then
+  finish_views per batch), on a batch at once.
+  """
+  crops = tf.map_fn(lambda args: crop_views(*args, recipe, size), (images, u),
+                    fn_output_signature=tf.float32)
+  return finish_views(crops, u, recipe)
 
 
 def view_grid(view_a: np.ndarray, view_b: np.ndarray, mean: Sequence[float],

@@ -62,16 +62,16 @@ def make_optimizer(config: ml_collections.ConfigDict, phase: str
 def init_state(config, phase: str, model, optimizer, workdir: str
                ) -> models.TrainState:
   size = config.dataset.image_size
-  rng = jax.random.fold_in(jax.random.key(config.seed), _STREAM_OFFSET[phase])
   params, net_state = jax.jit(functools.partial(model.init, is_training=True))(
-      rng, jnp.zeros((2, size, size, 3), jnp.float32))
+      models.init_key(config.seed, _STREAM_OFFSET[phase]),
+      jnp.zeros((2, size, size, 3), jnp.float32))
   if phase == "finetune":
     encoder_params, encoder_state, _ = pretrained.restore_encoder(config,
                                                                   workdir)
     params = {**params, **encoder_params}
     net_state = {**net_state, **encoder_state}
   return models.TrainState(jnp.zeros([], jnp.int32), params, net_state,
-                           optimizer.init(params))
+                           jax.jit(optimizer.init)(params))
 
 
 def make_step(model, optimizer):
@@ -91,7 +91,7 @@ def make_step(model, optimizer):
     new = models.TrainState(state.step + 1,
                             optax.apply_updates(state.params, updates),
                             net_state, opt_state)
-    finite = jnp.isfinite(loss) & jnp.isfinite(optax.global_norm(grads))
+    finite = jnp.isfinite(loss) & jnp.isfinite(optax.tree.norm(grads))
     new = jax.tree.map(lambda n, o: jnp.where(finite, n, o), new,
                        state._replace(step=state.step + 1))
     return new, dict(metrics, loss=loss, finite=finite)

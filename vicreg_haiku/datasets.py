@@ -264,11 +264,16 @@ def _draws(key: Sequence[int], epoch, i, index: int, count: int,
   return augmentations.draw(_key(*key, epoch, example), shape)
 
 
-def _batched(order: tf.data.Dataset, draw, apply, batch: int) -> Iterator[Batch]:
-  """Per example only the cheap keyed draw; gather and augment per batch."""
-  ds = _parallel_map(order, lambda epoch, i: (i, draw(epoch, i)))
+def _batched(order: tf.data.Dataset, per_example, per_batch,
+             batch: int) -> Iterator[Batch]:
+  """per_example(epoch, i) in a parallel map, then per_batch on batches.
+
+  Per example: the keyed draws and whatever needs per-example shapes (the
+  crop and resize); per batch: the static-shape rest, where batching pays.
+  """
+  ds = _parallel_map(order, per_example)
   ds = ds.batch(batch, drop_remainder=True)
-  ds = _parallel_map(ds, apply)
+  ds = _parallel_map(ds, per_batch)
   return ds.prefetch(tf.data.AUTOTUNE).with_options(_options()).as_numpy_iterator()
 
 
@@ -292,14 +297,17 @@ def pretrain_batches(
   def draw(epoch, i):
     return _draws((config.seed, _PRETRAIN), epoch, i, index, count, [2])
 
-  def apply(i, u):
-    view_a, view_b = augmentations.two_views(
-        tf.gather(images, i), u, recipe, size)
+  def per_example(epoch, i):
+    u = draw(epoch, i)
+    return augmentations.crop_views(tf.gather(images, i), u, recipe, size), u
+
+  def per_batch(crops, u):
+    view_a, view_b = augmentations.finish_views(crops, u, recipe)
     return {"view_a": view_a, "view_b": view_b}
 
   order = _example_order(images.shape[0], batch, steps, start_step,
                          config.seed)
-  return _batched(order, draw, apply, batch)
+  return _batched(order, per_example, per_batch, batch)
 
 
 def labelled_batches(
@@ -331,19 +339,23 @@ def labelled_batches(
     return _draws((config.seed, _LABELLED, seed_offset), epoch, i, index,
                   count, [])
 
-  def apply(i, u):
+  def per_example(epoch, i):
     x = tf.gather(images, i)
     if augment:
-      x = augmentations.resized_crops(x, u, size, crop_scale, recipe.crop_ratio,
-                                      recipe.interpolation, recipe.flip_prob)
-    else:
+      x = augmentations.crop_view(x, draw(epoch, i), size, crop_scale,
+                                  recipe.crop_ratio, recipe.interpolation,
+                                  recipe.flip_prob)
+    return x, i
+
+  def per_batch(x, i):
+    if not augment:
       x = augmentations.resize(x, size, recipe.interpolation)
     return {"image": augmentations.normalize(x, recipe.mean, recipe.std),
             "label": tf.gather(labels, i)}
 
   order = _example_order(images.shape[0], batch, steps, start_step,
                          config.seed + seed_offset)
-  return _batched(order, draw, apply, batch)
+  return _batched(order, per_example, per_batch, batch)
 
 
 def eval_batches(

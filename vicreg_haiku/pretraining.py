@@ -49,11 +49,15 @@ def init_state(config: ml_collections.ConfigDict, model, optimizer
                ) -> models.TrainState:
   size = config.dataset.image_size
   dummy = jnp.zeros((2, size, size, 3), jnp.float32)
-  rng = jax.random.fold_in(jax.random.key(config.seed), 0)
-  params, net_state = jax.jit(model.init)(rng, dummy, dummy)
-  return models.TrainState(step=jnp.zeros([], jnp.int32), params=params,
-                           net_state=net_state,
-                           opt_state=optimizer.init(params))
+
+  def init():
+    params, net_state = model.init(models.init_key(config.seed, 0), dummy,
+                                   dummy)
+    return models.TrainState(step=jnp.zeros([], jnp.int32), params=params,
+                             net_state=net_state,
+                             opt_state=optimizer.init(params))
+
+  return jax.jit(init)()
 
 
 def _embedding_std(z: jax.Array) -> jax.Array:
@@ -77,7 +81,7 @@ def make_step(config: ml_collections.ConfigDict, model,
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     new = models.TrainState(state.step + 1, optax.apply_updates(state.params, updates),
                             net_state, opt_state)
-    grad_norm = optax.global_norm(grads)
+    grad_norm = optax.tree.norm(grads)
     finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
     # A non-finite step changes nothing; the loop stops or counts it.
     new = jax.tree.map(lambda n, o: jnp.where(finite, n, o), new,

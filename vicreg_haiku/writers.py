@@ -46,7 +46,7 @@ class MetricsWriter:
     kept = [r for r in read_metrics(os.path.dirname(self._path))
             if r["step"] <= step]
     with tf.io.gfile.GFile(self._path + ".tmp", "w") as f:
-      f.writelines(json.dumps(r) + "\n" for r in kept)
+      f.write("".join(json.dumps(r) + "\n" for r in kept))
     tf.io.gfile.rename(self._path + ".tmp", self._path, overwrite=True)
 
   def write_scalars(self, step: int, scalars: Mapping[str, float]) -> None:

@@ -1,0 +1,85 @@
+"""Config errors: refused up front with one line naming the key."""
+
+import importlib.util
+import os
+import subprocess
+import sys
+
+import pytest
+
+from vicreg_haiku import config_checks
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def load_config(name: str):
+  spec = importlib.util.spec_from_file_location(
+      name, os.path.join(ROOT, "configs", f"{name}.py"))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config()
+
+
+@pytest.mark.parametrize("name", ["digits", "stl10"])
+def test_shipped_configs_are_valid(name):
+  config_checks.validate(load_config(name), device_count=1)
+
+
+@pytest.mark.parametrize("key, value, words", [
+    ("mode", "train", "config.mode='train' is not one of"),
+    ("precision", "float16", "config.precision='float16' is not one of"),
+    ("dataset.name", "imagenet", "config.dataset.name='imagenet'"),
+    ("model.encoder", "vit", "config.model.encoder='vit'"),
+    ("model.stem", "deep", "config.model.stem='deep'"),
+    ("pretrain.augmentation", "simclr", "config.pretrain.augmentation='simclr'"),
+    ("pretrain.batch_size", 0, "config.pretrain.batch_size=0 must be positive"),
+    ("pretrain.epochs", -1, "config.pretrain.epochs=-1 must be positive"),
+    ("pretrain.base_lr", -0.1, "config.pretrain.base_lr=-0.1 must be non-negative"),
+    ("finetune.lr_head", -1.0, "config.finetune.lr_head=-1.0"),
+    ("augmentations.vicreg.blur_prob", (1.0, 1.5), "probabilities lie in [0, 1]"),
+])
+def test_bad_values_name_the_key(key, value, words):
+  config = load_config("digits")
+  section, _, field = key.rpartition(".")
+  target = config
+  for part in filter(None, section.split(".")):
+    target = target[part]
+  target[field] = value
+  with pytest.raises(config_checks.ConfigError, match=None) as error:
+    config_checks.validate(config, device_count=1)
+  assert words in str(error.value)
+  assert "\n" not in str(error.value)
+
+
+def test_batch_must_divide_over_devices():
+  config = load_config("digits")
+  config.pretrain.batch_size = 100
+  with pytest.raises(config_checks.ConfigError,
+                     match=r"pretrain.batch_size=100 does not divide over 8"):
+    config_checks.validate(config, device_count=8)
+
+
+def _launch(tmp_path, *overrides):
+  workdir = tmp_path / "run"
+  result = subprocess.run(
+      [sys.executable, os.path.join(ROOT, "launch.py"),
+       f"--config={os.path.join(ROOT, 'configs', 'digits.py')}",
+       f"--workdir={workdir}", *overrides],
+      capture_output=True, text=True, timeout=300, cwd=ROOT)
+  return result, workdir
+
+
+def test_launch_refuses_an_unknown_key(tmp_path):
+  result, workdir = _launch(tmp_path, "--config.pretrain.batchsize=8")
+  assert result.returncode != 0
+  assert "batchsize" in result.stderr
+  assert not workdir.exists()
+
+
+def test_launch_refuses_a_bad_value_before_writing(tmp_path):
+  result, workdir = _launch(tmp_path, "--config.dataset.name=mnist")
+  assert result.returncode == 1
+  lines = [l for l in result.stderr.splitlines() if l.startswith("error:")]
+  assert lines == ["error: config.dataset.name='mnist' is not one of "
+                   "('digits', 'stl10', 'cifar10')"]
+  assert not workdir.exists()

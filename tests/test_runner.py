@@ -1,0 +1,138 @@
+"""The whole study end to end on digits and on a fake STL10, tiny encoder."""
+
+import json
+import os
+
+import haiku as hk
+import jax
+import numpy as np
+import pytest
+
+from test_config import load_config
+from vicreg_haiku import checkpointing
+from vicreg_haiku import config_checks
+from vicreg_haiku import models
+from vicreg_haiku import pretrained
+from vicreg_haiku import pretraining
+from vicreg_haiku import runner
+
+
+def tiny(config, **pretrain):
+  config.model.width = 4
+  config.model.expander_dims = (32, 32, 32)
+  config.dataset.image_size = 8
+  config.eval_batch_size = 256
+  config.pretrain.update(dict(batch_size=64, epochs=2, warmup_epochs=1,
+                              max_steps=4, log_every_steps=2,
+                              checkpoint_every_steps=2, rankme_examples=64,
+                              knn_every_steps=0), **pretrain)
+  config.linear_probe.epochs = 2
+  config.linear_probe.labels_per_class = 3
+  for phase in (config.finetune, config.supervised):
+    phase.update(epochs=1, batch_size=16, log_every_steps=20,
+                 checkpoint_every_steps=20)
+  return config
+
+
+@pytest.fixture(scope="module")
+def digits_run(tmp_path_factory):
+  workdir = str(tmp_path_factory.mktemp("digits"))
+  config = tiny(load_config("digits"))
+  return config, workdir, runner.run(config, workdir)
+
+
+def test_results_schema(digits_run):
+  _, workdir, results = digits_run
+  expected = {"pretrain_knn", "linear_probe", "linear_probe_3_per_class",
+              "random_init_probe", "random_init_probe_3_per_class",
+              "raw_pixels_probe", "raw_pixels_probe_3_per_class", "finetune",
+              "supervised"}
+  assert set(results) == expected
+  with open(os.path.join(workdir, "results.json")) as f:
+    assert json.load(f) == results
+  for entry in results.values():
+    assert 0.0 <= entry["top1"] <= 1.0
+  assert results["linear_probe_3_per_class"]["labels"] == 30
+  assert results["pretrain_knn"]["steps"] == 4
+  with open(os.path.join(workdir, "results.md")) as f:
+    assert "| linear_probe |" in f.read()
+
+
+def test_workdir_layout(digits_run):
+  _, workdir, _ = digits_run
+  for path in ("config.json", "curves.png", "results.md",
+               "pretrain/views.png"):
+    assert os.path.getsize(os.path.join(workdir, path)) > 0, path
+  for phase in runner.PHASES:
+    if phase == "linear_probe":
+      continue
+    files = os.listdir(os.path.join(workdir, phase))
+    assert any(f.startswith("events.out.tfevents") for f in files), phase
+    assert "checkpoints" in files, phase
+  with open(os.path.join(workdir, "pretrain", "metrics.jsonl")) as f:
+    records = [json.loads(line) for line in f]
+  assert [r["step"] for r in records] == [2, 4]
+  for key in ("loss", "invariance", "variance", "covariance", "lr", "rankme",
+              "embedding_std", "examples_per_second"):
+    assert all(np.isfinite(r[key]) for r in records), key
+
+
+def test_interrupted_pretraining_resumes_exactly(digits_run, tmp_path):
+  """Stopping at step 2 and rerunning gives the uninterrupted losses, bit for
+  bit: data by step, params, BN state and optimizer state all resume."""
+  config, reference_dir, _ = digits_run
+  config = tiny(load_config("digits"), max_steps=2)
+  config.mode = "pretrain"
+  runner.run(config, str(tmp_path))
+  config.pretrain.max_steps = 4
+  runner.run(config, str(tmp_path))
+
+  def losses(workdir):
+    with open(os.path.join(workdir, "pretrain", "metrics.jsonl")) as f:
+      return [(r["step"], r["loss"], r["variance"], r["covariance"])
+              for r in map(json.loads, f)]
+
+  assert losses(str(tmp_path)) == losses(reference_dir)
+
+
+def test_reused_encoder_gives_the_trained_features(digits_run):
+  config, workdir, _ = digits_run
+  images = np.random.default_rng(0).normal(size=(5, 8, 8, 3)).astype(
+      np.float32)
+  features = pretrained.load_encoder(workdir)(images)
+  # Independently: the pretraining model's own encoder output, inference BN.
+  model = models.pretrain_model(config)
+  optimizer, _ = pretraining.make_optimizer(config)
+  target = pretraining.init_state(config, model, optimizer)
+  state = checkpointing.restore_latest(
+      checkpointing.manager(os.path.join(workdir, "pretrain", "checkpoints")),
+      target)
+  (_, _, expected), _ = model.apply(state.params, state.net_state, None,
+                                    images, images, is_training=False)
+  assert int(state.step) == 4
+  np.testing.assert_allclose(features, expected, rtol=1e-6, atol=1e-6)
+
+
+def test_a_probe_needs_a_pretrained_encoder(tmp_path):
+  config = tiny(load_config("digits"))
+  config.mode = "linear_probe"
+  with pytest.raises(pretrained.MissingEncoderError,
+                     match="no pretrained encoder in .*pretrain/checkpoints"):
+    runner.run(config, str(tmp_path))
+
+
+def test_a_workdir_refuses_another_config(digits_run):
+  _, workdir, _ = digits_run
+  config = tiny(load_config("digits"), batch_size=32)
+  with pytest.raises(config_checks.ConfigError,
+                     match=r"pretrain.batch_size: 64 -> 32"):
+    runner.run(config, workdir)
+
+
+def test_every_phase_on_fake_stl10(fake_stl10_dir, tmp_path):
+  config = tiny(load_config("stl10"))  # 64 = the fake unlabelled + train
+  config.dataset.data_dir = fake_stl10_dir
+  config.linear_probe.labels_per_class = 0
+  results = runner.run(config, str(tmp_path))
+  assert {"pretrain_knn", "linear_probe", "random_init_probe",
+          "raw_pixels_probe", "finetune", "supervised"} == set(results)
