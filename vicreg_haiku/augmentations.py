@@ -461,21 +461,6 @@ def _compiled_finish(key: tuple):
   return tf.function(finish, jit_compile=True, autograph=False)
 
 
-def views(images: tf.Tensor, u: tf.Tensor, recipe: Recipe, size: int,
-          index: int) -> tf.Tensor:
-  """One augmented, normalised view per image, in the recipe's order.
-
-  images: uint8 [B, H, W, 3]; u: [B, NUM_UNIFORMS] from `draw`; `index` (0 or
-  1) picks the per-view blur and solarize probabilities.
-  """
-  x = resized_crops(images, u, size, recipe.crop_scale, recipe.crop_ratio,
-                    recipe.interpolation, recipe.flip_prob)
-  if recipe.rotation_degrees:
-    degrees = recipe.rotation_degrees
-    x = rotate(x, _between(_take(u, "rotation")[:, 0], -degrees, degrees))
-  return _finish(x, u, recipe, index)
-
-
 def two_views(images: tf.Tensor, u: tf.Tensor, recipe: Recipe,
               size: int) -> tuple[tf.Tensor, tf.Tensor]:
   """The pair VICReg compares. u: [B, 2, NUM_UNIFORMS], one row per view.
