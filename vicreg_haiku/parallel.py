@@ -6,6 +6,8 @@ batch (BatchNorm statistics, the VICReg variance and covariance) is over the
 global batch: XLA adds the collectives.
 """
 
+import os
+
 import jax
 import numpy as np
 from jax.experimental import multihost_utils
@@ -15,9 +17,19 @@ DATA_AXIS = "data"
 
 
 def maybe_initialize_distributed(requested: bool) -> None:
-  """Joins the multi-host job when asked to (before any other JAX call)."""
+  """Joins the multi-host job when asked to (before any other JAX call).
+
+  On Cloud TPU, SLURM, Open MPI and Kubernetes, jax.distributed.initialize()
+  finds the coordinator, process count and process id itself. Elsewhere
+  (several GPU hosts, or processes on one machine) set JAX_COORDINATOR_ADDRESS
+  (host:port of process 0, which JAX reads itself), JAX_NUM_PROCESSES and
+  JAX_PROCESS_ID (which JAX does not read; passed on here) on every process.
+  """
   if requested:
-    jax.distributed.initialize()
+    env = {key: int(os.environ[name]) for key, name in (
+        ("num_processes", "JAX_NUM_PROCESSES"),
+        ("process_id", "JAX_PROCESS_ID")) if os.environ.get(name)}
+    jax.distributed.initialize(**env)
 
 
 def make_mesh() -> Mesh:
