@@ -122,6 +122,10 @@ def base_config() -> config_dict.ConfigDict:
       knn_temperature=0.07,
       rankme_examples=1024,  # fixed batch for the RankMe effective rank
       skip_nonfinite=False,  # True: skip non-finite steps instead of stopping
+      # Collapse watch: warn at log steps when >= collapse_fraction of the
+      # expander's output dimensions have a batch std below collapse_std.
+      collapse_std=0.01,
+      collapse_fraction=0.9,
   ))
 
   c.augmentations = config_dict.ConfigDict(dict(

@@ -75,7 +75,8 @@ def restore_or_init(loop: LoopConfig, initial: models.TrainState, mesh):
   """The newest good checkpoint of the phase, else `initial`, replicated."""
   mngr = checkpointing.manager(os.path.join(loop.phase_dir, "checkpoints"))
   initial = parallel.replicate(initial, mesh)
-  restored = checkpointing.restore_latest(mngr, initial)
+  restored = checkpointing.restore_latest(mngr, initial,
+                                         set_aside_corrupt=True)
   state = initial if restored is None else restored
   return mngr, state
 
@@ -83,13 +84,18 @@ def restore_or_init(loop: LoopConfig, initial: models.TrainState, mesh):
 def run(loop: LoopConfig, initial: models.TrainState, step_fn: StepFn,
         batches: Callable[[int], Iterator[Mapping[str, np.ndarray]]], mesh,
         on_log: Callable[[int, models.TrainState], Mapping[str, float]]
-        | None = None) -> models.TrainState:
+        | None = None,
+        on_metrics: Callable[[int, Mapping[str, float]], None] | None = None
+        ) -> models.TrainState:
   """Trains from the newest checkpoint (or `initial`) to loop.total_steps.
 
   `step_fn` returns metrics holding a boolean "finite"; a non-finite step
   leaves the state unchanged inside the step. Here it stops the run (the
   last checkpoint stays the newest) unless loop.skip_nonfinite.
-  `on_log(step, state)` adds metrics (kNN, RankMe, ...) at log steps.
+  `on_log(step, state)` adds metrics (kNN, RankMe, ...) at log steps;
+  `on_metrics(step, scalars)` then sees them (the collapse watch).
+  Pending checkpoint writes finish whatever ends the run (an error included),
+  so the newest checkpoint on disk is always a complete one.
   """
   mngr, state = restore_or_init(loop, initial, mesh)
   start = int(jax.device_get(state.step))
@@ -100,6 +106,16 @@ def run(loop: LoopConfig, initial: models.TrainState, step_fn: StepFn,
     return state
   if start:
     writers.console(f"{loop.phase}: resuming from step {start}")
+  try:
+    return _train(loop, mngr, state, start, step_fn, batches, mesh, on_log,
+                  on_metrics, writer)
+  finally:
+    mngr.wait_until_finished()
+    writer.close()
+
+
+def _train(loop, mngr, state, start, step_fn, batches, mesh, on_log,
+           on_metrics, writer):
   progress = writers.Progress(loop.phase, loop.total_steps, start,
                               loop.examples_per_step)
   skipped = 0
@@ -129,6 +145,8 @@ def run(loop: LoopConfig, initial: models.TrainState, step_fn: StepFn,
         scalars["examples_per_second"] = progress.report(
             step, {k: scalars[k] for k in ("loss",) if k in scalars})
         writer.write_scalars(step, scalars)
+        if on_metrics is not None:
+          on_metrics(step, scalars)
       due_save = (step % loop.checkpoint_every_steps == 0
                   or step == loop.total_steps
                   or time.monotonic() - last_save > loop.checkpoint_every_seconds)
@@ -137,9 +155,6 @@ def run(loop: LoopConfig, initial: models.TrainState, step_fn: StepFn,
         last_save = time.monotonic()
       if sigterm.raised:
         mngr.wait_until_finished()
-        writer.close()
         raise Preempted(f"{loop.phase}: SIGTERM at step {step}; checkpoint "
                         "saved, rerun the same command to resume")
-  mngr.wait_until_finished()
-  writer.close()
   return state

@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
+from absl import logging
 
 from vicreg_haiku import augmentations
 from vicreg_haiku import datasets
@@ -60,9 +61,30 @@ def init_state(config: ml_collections.ConfigDict, model, optimizer
   return jax.jit(init)()
 
 
-def _embedding_std(z: jax.Array) -> jax.Array:
-  """Mean over dimensions of the per-dimension std: ~0 means collapse."""
-  return jnp.mean(jnp.std(z.astype(jnp.float32), axis=0))
+def embedding_stats(z: jax.Array, collapse_std: float
+                    ) -> dict[str, jax.Array]:
+  """The per-dimension std over the batch, summarised for the collapse watch.
+
+  embedding_std: its mean over dimensions (~0 means collapse);
+  collapsed_fraction: the fraction of dimensions whose std < collapse_std.
+  """
+  std = jnp.std(z.astype(jnp.float32), axis=0)
+  return {"embedding_std": jnp.mean(std),
+          "collapsed_fraction": jnp.mean(std < collapse_std)}
+
+
+def collapse_warning(step: int, scalars, collapse_std: float,
+                     collapse_fraction: float) -> str | None:
+  """The warning to give when (almost) every dimension collapsed, else None."""
+  fraction = float(scalars["collapsed_fraction"])
+  if not fraction >= collapse_fraction:
+    return None
+  return (f"{PHASE}: COLLAPSE at step {step}: {100 * fraction:.1f}% of the "
+          f"embedding dimensions have std < {collapse_std:g} over the batch "
+          f"(mean std {float(scalars['embedding_std']):.3g}, variance term "
+          f"{float(scalars.get('variance', float('nan'))):.4g}); the "
+          "representation is collapsing: raise loss.std_coeff or lower the "
+          "learning rate")
 
 
 def make_step(config: ml_collections.ConfigDict, model,
@@ -73,7 +95,8 @@ def make_step(config: ml_collections.ConfigDict, model,
     (z_a, z_b, _), net_state = model.apply(
         params, net_state, None, batch["view_a"], batch["view_b"])
     loss, terms = losses.vicreg_loss(z_a, z_b, **config.loss)
-    return loss, (net_state, dict(terms, embedding_std=_embedding_std(z_a)))
+    stats = embedding_stats(z_a, config.pretrain.collapse_std)
+    return loss, (net_state, dict(terms, **stats))
 
   def step(state: models.TrainState, batch):
     (loss, (net_state, metrics)), grads = jax.value_and_grad(
@@ -82,11 +105,15 @@ def make_step(config: ml_collections.ConfigDict, model,
     new = models.TrainState(state.step + 1, optax.apply_updates(state.params, updates),
                             net_state, opt_state)
     grad_norm = optax.tree.norm(grads)
-    finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+    # The update too: a finite gradient times a huge learning rate overflows.
+    update_norm = optax.tree.norm(updates)
+    finite = (jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+              & jnp.isfinite(update_norm))
     # A non-finite step changes nothing; the loop stops or counts it.
     new = jax.tree.map(lambda n, o: jnp.where(finite, n, o), new,
                        state._replace(step=state.step + 1))
     metrics = dict(metrics, loss=loss, grad_norm=grad_norm,
+                   update_norm=update_norm,
                    lr=schedule_lr(state.step), finite=finite)
     return new, metrics
 
@@ -111,6 +138,13 @@ def run(config: ml_collections.ConfigDict, workdir: str, mesh
       scalars["knn_top1"] = monitor.knn_top1(state.params, state.net_state)
     return scalars
 
+  def watch_collapse(step, scalars):
+    message = collapse_warning(step, scalars, p.collapse_std,
+                               p.collapse_fraction)
+    if message is not None:
+      logging.warning("%s", message)
+      writers.console(f"WARNING: {message}")
+
   loop_config = loop.LoopConfig(
       phase=PHASE, phase_dir=phase_dir, total_steps=total_steps(config),
       examples_per_step=p.batch_size,
@@ -120,7 +154,8 @@ def run(config: ml_collections.ConfigDict, workdir: str, mesh
       skip_nonfinite=p.skip_nonfinite)
   batches = functools.partial(_pretrain_stream, config, phase_dir)
   initial = init_state(config, model, optimizer)
-  state = loop.run(loop_config, initial, step_fn, batches, mesh, on_log)
+  state = loop.run(loop_config, initial, step_fn, batches, mesh, on_log,
+                   watch_collapse)
   top1 = monitor.knn_top1(state.params, state.net_state)
   return {"pretrain_knn": {"top1": top1, "steps": int(state.step)}}
 

@@ -68,6 +68,23 @@ def prepare_workdir(config: ml_collections.ConfigDict, workdir: str) -> None:
         f"--workdir={workdir} is not writable ({error}); choose another") from None
 
 
+def _check_encoder_exists(config: ml_collections.ConfigDict,
+                          workdir: str) -> None:
+  """A probe or fine-tune alone needs pretraining checkpoints: refuse before
+  anything is written (config.json included) when there are none."""
+  if config.mode not in ("linear_probe", "finetune"):
+    return
+  directory = os.path.join(workdir, pretraining.PHASE, "checkpoints")
+  steps = []
+  if tf.io.gfile.isdir(directory):
+    steps = [n.rstrip("/") for n in tf.io.gfile.listdir(directory)
+             if n.rstrip("/").isdigit()]
+  if not steps:
+    raise pretrained.MissingEncoderError(
+        f"no pretrained encoder in {directory}: run the pretrain phase first "
+        "(--config.mode=pretrain or all)")
+
+
 def _run_phase(phase: str, config, workdir: str, mesh) -> dict[str, dict]:
   if phase == "pretrain":
     return pretraining.run(config, workdir, mesh)
@@ -80,6 +97,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, dict]:
   """Runs config.mode's phases in `workdir`; returns results.json's content."""
   parallel.maybe_initialize_distributed(config.distributed)
   config_checks.validate(config, jax.device_count())
+  _check_encoder_exists(config, workdir)
   prepare_workdir(config, workdir)
   precision.set_compute_dtype(config.precision)
   mesh = parallel.make_mesh()

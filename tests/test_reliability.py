@@ -1,0 +1,273 @@
+"""Reliability end to end: kill -9, SIGTERM, corrupted checkpoints, non-finite
+steps, the collapse watch and refused input, on the tiny digits config.
+
+Every run is `launch.py` with the same flags: in this process through
+launch.main (cheap) or, for the kill and SIGTERM, as a subprocess sharing this
+session's XLA cache. One uninterrupted reference run serves every test.
+"""
+
+import glob
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+from absl import flags
+
+from test_config import load_config
+from test_runner import tiny
+from vicreg_haiku import checkpointing
+from vicreg_haiku import models
+from vicreg_haiku import pretraining
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+import launch  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+# tests/test_runner.py's tiny(), as flags; pretrain only, 6 steps.
+FLAGS = ["--config=configs/digits.py", "--config.mode=pretrain",
+         "--config.model.width=4", "--config.model.expander_dims=(32,32,32)",
+         "--config.dataset.image_size=8", "--config.eval_batch_size=256",
+         "--config.pretrain.batch_size=64", "--config.pretrain.epochs=2",
+         "--config.pretrain.warmup_epochs=1", "--config.pretrain.max_steps=6",
+         "--config.pretrain.log_every_steps=2",
+         "--config.pretrain.checkpoint_every_steps=2",
+         "--config.pretrain.rankme_examples=64",
+         "--config.pretrain.knn_every_steps=0"]
+NOT_COMPARED = {"examples_per_second"}
+
+
+def run_launch(workdir, *extra):
+  """launch.py in this process; returns the exit code."""
+  argv = ["launch.py", *FLAGS, f"--workdir={workdir}", *extra]
+  flags.FLAGS.unparse_flags()
+  for name in [n for n in flags.FLAGS if n.startswith("config.")]:
+    delattr(flags.FLAGS, name)  # the previous run's overrides
+  saved, sys.argv = sys.argv, argv  # config_flags reads the overrides here
+  try:
+    flags.FLAGS(argv)
+  finally:
+    sys.argv = saved
+  try:
+    launch.main(["launch.py"])
+  except SystemExit as stop:
+    return stop.code
+  finally:
+    flags.FLAGS.unparse_flags()
+  return 0
+
+
+def start_launch(workdir, **kwargs):
+  env = dict(os.environ,
+             JAX_COMPILATION_CACHE_DIR=jax.config.jax_compilation_cache_dir,
+             JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0.5")
+  return subprocess.Popen(
+      [sys.executable, "launch.py", *FLAGS, f"--workdir={workdir}"], cwd=ROOT,
+      env=env, text=True, **kwargs)
+
+
+def metrics(workdir):
+  with open(os.path.join(workdir, "pretrain", "metrics.jsonl")) as f:
+    return [{k: v for k, v in json.loads(line).items()
+             if k not in NOT_COMPARED} for line in f]
+
+
+def ckpt_dir(workdir):
+  return os.path.join(workdir, "pretrain", "checkpoints")
+
+
+def steps(workdir):
+  return sorted(int(n) for n in os.listdir(ckpt_dir(workdir)) if n.isdigit())
+
+
+def one_error_line(stderr):
+  lines = [l for l in stderr.splitlines() if l.startswith("error: ")]
+  assert len(lines) == 1, stderr
+  return lines[0]
+
+
+def restore(workdir, step=None):
+  """The newest checkpoint that restores, or that of `step`."""
+  config = tiny(load_config("digits"), max_steps=6)
+  model = models.pretrain_model(config)
+  optimizer, _ = pretraining.make_optimizer(config)
+  target = jax.eval_shape(
+      lambda: pretraining.init_state(config, model, optimizer))
+  manager = checkpointing.manager(ckpt_dir(workdir))
+  if step is None:
+    return checkpointing.restore_latest(manager, target)
+  return manager.restore(step, args=ocp.args.StandardRestore(target))
+
+
+def tree(workdir):
+  return sorted((p, os.path.getmtime(p), os.path.getsize(p))
+                for p in glob.glob(os.path.join(workdir, "**"), recursive=True))
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+  workdir = str(tmp_path_factory.mktemp("reference"))
+  assert run_launch(workdir) == 0
+  assert [r["step"] for r in metrics(workdir)] == [2, 4, 6]
+  return workdir
+
+
+def copy_of(reference, tmp_path):
+  workdir = str(tmp_path / "run")
+  shutil.copytree(reference, workdir)
+  return workdir
+
+
+def test_kill_then_sigterm_then_rerun_gives_the_uninterrupted_run(
+    reference, tmp_path, capsys):
+  workdir = str(tmp_path / "run")
+  # 1. kill -9 as soon as the first checkpoint exists.
+  proc = start_launch(workdir, stdout=subprocess.DEVNULL,
+                      stderr=subprocess.DEVNULL)
+  seen = []
+  deadline = time.monotonic() + 400
+  while not os.path.isdir(os.path.join(ckpt_dir(workdir), "2")):
+    assert proc.poll() is None and time.monotonic() < deadline
+    time.sleep(0.02)
+  os.kill(proc.pid, signal.SIGKILL)
+  assert proc.wait() == -signal.SIGKILL
+  killed_at = steps(workdir)
+  assert killed_at and killed_at[-1] < 6, killed_at  # really mid-run
+  # What a kill during a save leaves: a temporary directory of a newer step.
+  planted = os.path.join(ckpt_dir(workdir), "6.orbax-checkpoint-tmp-1")
+  os.makedirs(os.path.join(planted, "default"))
+  with open(os.path.join(planted, "default", "_METADATA"), "w") as f:
+    f.write("{half")
+  # 2. Rerun, and SIGTERM it (the preemption notice) once it has resumed.
+  proc = start_launch(workdir, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+  for line in proc.stdout:
+    seen.append(line)
+    if "resuming from step" in line:
+      break
+  proc.send_signal(signal.SIGTERM)
+  out, err = proc.communicate(timeout=400)
+  assert proc.returncode == 0, err
+  assert f"resuming from step {killed_at[-1]}" in seen[-1]
+  assert not os.path.exists(planted)  # never picked, and cleaned up
+  stopped = int(re.search(r"SIGTERM at step (\d+); checkpoint saved",
+                          err).group(1))
+  assert steps(workdir)[-1] == stopped < 6, (out, err)
+  assert int(restore(workdir).step) == stopped
+  # 3. Rerun the same command: it completes with the reference's numbers.
+  assert run_launch(workdir) == 0
+  assert f"resuming from step {stopped}" in capsys.readouterr().out
+  assert metrics(workdir) == metrics(reference)
+  assert steps(workdir) == [4, 6]  # max_to_keep=2 pruned the older ones
+
+
+def test_a_corrupted_newest_checkpoint_falls_back_to_the_previous(
+    reference, tmp_path, caplog, capsys):
+  workdir = copy_of(reference, tmp_path)
+  for path in glob.glob(os.path.join(ckpt_dir(workdir), "6", "**", "d", "*"),
+                        recursive=True):
+    open(path, "w").close()  # truncated
+  assert int(restore(workdir).step) == 4
+  assert re.search(r"checkpoint .*/checkpoints/6 is corrupted", caplog.text)
+  # The run resumes from 4, sets 6 aside, writes it again: the same numbers.
+  # (With a collapse fraction of 0 the watch warns at every log step: its
+  # wiring, without recompiling the step.)
+  assert run_launch(workdir, "--config.pretrain.collapse_fraction=0.0",
+                    "--config.allow_config_change=True") == 0
+  out = capsys.readouterr().out
+  assert "resuming from step 4" in out
+  assert re.search(r"WARNING: pretrain: COLLAPSE at step 6: 0.0% of the "
+                   r"embedding dimensions have std < 0.01 \(mean std 0.309",
+                   out), out
+  assert metrics(workdir) == metrics(reference)
+  assert steps(workdir) == [4, 6]
+  assert glob.glob(os.path.join(ckpt_dir(workdir), "6.corrupt-*"))
+
+
+def test_all_checkpoints_corrupted_is_a_clear_error(reference, tmp_path,
+                                                   capsys):
+  workdir = copy_of(reference, tmp_path)
+  for step in (4, 6):
+    with open(os.path.join(ckpt_dir(workdir), str(step), "default",
+                           "_METADATA"), "w") as f:
+      f.write("{garbage")
+  with pytest.raises(checkpointing.CheckpointError,
+                     match=r"no checkpoint in .* restores \(steps \[6, 4\]"):
+    restore(workdir)
+  assert run_launch(workdir) == 1
+  assert "no checkpoint" in one_error_line(capsys.readouterr().err)
+
+
+def test_nonfinite_stops_with_the_step_and_term(reference, tmp_path, capsys):
+  workdir = copy_of(reference, tmp_path)
+  # eps < -var: sqrt of a negative variance in the variance term, from step 7.
+  code = run_launch(workdir, "--config.pretrain.max_steps=8",
+                    "--config.loss.eps=-1000.0",
+                    "--config.allow_config_change=True")
+  assert code == 1
+  line = one_error_line(capsys.readouterr().err)
+  assert re.search(r"non-finite .*variance.* at step 7; stopped, the newest "
+                   r"checkpoint \(6\) is intact", line), line
+  assert steps(workdir) == [4, 6]
+  assert int(restore(workdir).step) == 6
+
+
+def test_nonfinite_steps_can_be_skipped_and_counted(reference, tmp_path):
+  workdir = copy_of(reference, tmp_path)
+  assert run_launch(workdir, "--config.pretrain.max_steps=8",
+                    "--config.loss.eps=-1000.0",
+                    "--config.pretrain.skip_nonfinite=True",
+                    "--config.allow_config_change=True") == 0
+  last = metrics(workdir)[-1]
+  assert last["step"] == 8 and last["skipped_steps"] == 2
+  assert steps(workdir) == [6, 8]
+  at_8 = restore(workdir)  # nothing was applied in the skipped steps
+  assert int(at_8.step) == 8
+  jax.tree.map(np.testing.assert_array_equal, at_8.params,
+               restore(workdir, 6).params)
+
+
+def test_collapse_warning_decision():
+  warn = pretraining.collapse_warning
+  healthy = {"collapsed_fraction": 0.5, "embedding_std": 0.3}
+  collapsed = {"collapsed_fraction": 0.95, "embedding_std": 0.002,
+               "variance": 0.99}
+  assert warn(10, healthy, 0.01, 0.9) is None
+  message = warn(10, collapsed, 0.01, 0.9)
+  assert "step 10" in message and "95.0%" in message and "0.002" in message
+  stats = pretraining.embedding_stats(
+      np.stack([np.arange(8.0), np.zeros(8), np.full(8, 3.0),
+                np.arange(8.0) * 1e-4], axis=1), 0.01)
+  assert float(stats["collapsed_fraction"]) == 0.75
+
+
+def test_unwritable_workdir_is_refused(tmp_path, capsys):
+  blocker = tmp_path / "a_file"
+  blocker.write_text("not a directory")
+  assert run_launch(str(blocker / "workdir")) == 1
+  assert "is not writable" in one_error_line(capsys.readouterr().err)
+  assert blocker.read_text() == "not a directory"
+
+
+def test_another_config_is_refused_and_nothing_written(reference, capsys):
+  before = tree(reference)
+  assert run_launch(reference, "--config.pretrain.batch_size=32") == 1
+  line = one_error_line(capsys.readouterr().err)
+  assert "holds a run of a different config (pretrain.batch_size: 64 -> 32)" \
+      in line and "allow_config_change" in line
+  assert tree(reference) == before
+
+
+def test_a_probe_without_encoder_is_refused_and_nothing_written(tmp_path,
+                                                                capsys):
+  workdir = tmp_path / "new"
+  assert run_launch(str(workdir), "--config.mode=linear_probe") == 1
+  assert "no pretrained encoder in" in one_error_line(capsys.readouterr().err)
+  assert not workdir.exists()
