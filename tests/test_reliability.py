@@ -184,8 +184,8 @@ def test_a_corrupted_newest_checkpoint_falls_back_to_the_previous(
   out = capsys.readouterr().out
   assert "resuming from step 4" in out
   assert re.search(r"WARNING: pretrain: COLLAPSE at step 6: 0.0% of the "
-                   r"embedding dimensions have std < 0.01 \(mean std 0.309",
-                   out), out
+                   r"embedding dimensions have std < 0.01 over the batch "
+                   r"\(mean std 0.309", out), out
   assert metrics(workdir) == metrics(reference)
   assert steps(workdir) == [4, 6]
   assert glob.glob(os.path.join(ckpt_dir(workdir), "6.corrupt-*"))
