@@ -3,8 +3,6 @@
 import json
 import os
 
-import haiku as hk
-import jax
 import numpy as np
 import pytest
 

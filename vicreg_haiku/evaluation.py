@@ -40,7 +40,7 @@ def extract(config: ml_collections.ConfigDict, apply_fn, split: str, mesh,
   return features, np.concatenate(labels)[:limit]
 
 
-def encoder_features(config, mesh):
+def encoder_features(config: ml_collections.ConfigDict):
   """A jitted (params, net_state) -> (images -> features) factory."""
   apply = jax.jit(models.feature_model(config).apply)
 
@@ -91,7 +91,7 @@ class Monitor:
   def __init__(self, config: ml_collections.ConfigDict, mesh):
     self._config = config
     self._mesh = mesh
-    self._features = encoder_features(config, mesh)
+    self._features = encoder_features(config)
 
   def rankme(self, params, net_state) -> dict[str, float]:
     features, _ = extract(self._config, self._features(params, net_state),

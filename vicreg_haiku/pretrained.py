@@ -16,6 +16,7 @@ import numpy as np
 import tensorflow as tf
 
 from vicreg_haiku import checkpointing
+from vicreg_haiku import evaluation
 from vicreg_haiku import models
 from vicreg_haiku import parallel
 from vicreg_haiku import precision
@@ -67,5 +68,4 @@ def load_encoder(workdir: str) -> Callable[[np.ndarray], np.ndarray]:
   config = read_config(workdir)
   precision.set_compute_dtype(config.precision)
   params, net_state, _ = restore_encoder(config, workdir)
-  apply = jax.jit(models.feature_model(config).apply)
-  return lambda images: apply(params, net_state, None, images)[0]
+  return evaluation.encoder_features(config)(params, net_state)

@@ -7,7 +7,6 @@ config.linear_probe.labels_per_class > 0, with that many labels per class.
 
 import jax
 import ml_collections
-import numpy as np
 
 from vicreg_haiku import datasets
 from vicreg_haiku import evaluation
@@ -47,7 +46,7 @@ def _probe(config, name: str, train, test) -> dict[str, dict]:
 def run(config: ml_collections.ConfigDict, workdir: str, mesh
         ) -> dict[str, dict]:
   params, net_state, step = pretrained.restore_encoder(config, workdir)
-  features = evaluation.encoder_features(config, mesh)
+  features = evaluation.encoder_features(config)
   splits = (config.dataset.train_split, config.dataset.test_split)
   encoders = {PHASE: (params, net_state),
               "random_init_probe": _random_init_encoder(config)}
