@@ -13,6 +13,7 @@ import tensorflow as tf
 
 from vicreg_haiku import classifier
 from vicreg_haiku import config_checks
+from vicreg_haiku import datasets
 from vicreg_haiku import parallel
 from vicreg_haiku import precision
 from vicreg_haiku import pretrained
@@ -97,6 +98,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, dict]:
   """Runs config.mode's phases in `workdir`; returns results.json's content."""
   parallel.maybe_initialize_distributed(config.distributed)
   config_checks.validate(config, jax.device_count())
+  # Missing or unprepared data fails here, before anything is written.
+  datasets.num_examples(config, config.dataset.test_split)
   _check_encoder_exists(config, workdir)
   prepare_workdir(config, workdir)
   precision.set_compute_dtype(config.precision)
