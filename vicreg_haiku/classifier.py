@@ -91,10 +91,8 @@ def make_step(model, optimizer):
     new = models.TrainState(state.step + 1,
                             optax.apply_updates(state.params, updates),
                             net_state, opt_state)
-    finite = jnp.isfinite(loss) & jnp.isfinite(optax.tree.norm(grads))
-    new = jax.tree.map(lambda n, o: jnp.where(finite, n, o), new,
-                       state._replace(step=state.step + 1))
-    return new, dict(metrics, loss=loss, finite=finite)
+    new, guard = loop.keep_if_finite(state, new, loss, grads, updates)
+    return new, dict(metrics, **guard, loss=loss)
 
   return step
 

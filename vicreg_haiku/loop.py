@@ -14,7 +14,9 @@ import time
 from typing import Callable, Iterator, Mapping
 
 import jax
+import jax.numpy as jnp
 import numpy as np
+import optax
 from absl import logging
 
 from vicreg_haiku import checkpointing
@@ -63,6 +65,24 @@ class _SigtermFlag:
 
   def __exit__(self, *exc):
     signal.signal(signal.SIGTERM, self._previous)
+
+
+def keep_if_finite(state: models.TrainState, new: models.TrainState, loss,
+                   grads, updates):
+  """`new` when the loss, gradients and updates are finite, else `state` one
+  step on (the loop then stops or counts the step). The update is checked
+  too: a finite gradient times a huge learning rate overflows.
+
+  Returns (state, metrics: finite, grad_norm, update_norm).
+  """
+  grad_norm = optax.tree.norm(grads)
+  update_norm = optax.tree.norm(updates)
+  finite = (jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+            & jnp.isfinite(update_norm))
+  kept = jax.tree.map(lambda n, o: jnp.where(finite, n, o), new,
+                      state._replace(step=state.step + 1))
+  return kept, {"finite": finite, "grad_norm": grad_norm,
+                "update_norm": update_norm}
 
 
 def _nonfinite_names(metrics: Mapping[str, np.ndarray]) -> list[str]:

@@ -104,17 +104,8 @@ def make_step(config: ml_collections.ConfigDict, model,
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     new = models.TrainState(state.step + 1, optax.apply_updates(state.params, updates),
                             net_state, opt_state)
-    grad_norm = optax.tree.norm(grads)
-    # The update too: a finite gradient times a huge learning rate overflows.
-    update_norm = optax.tree.norm(updates)
-    finite = (jnp.isfinite(loss) & jnp.isfinite(grad_norm)
-              & jnp.isfinite(update_norm))
-    # A non-finite step changes nothing; the loop stops or counts it.
-    new = jax.tree.map(lambda n, o: jnp.where(finite, n, o), new,
-                       state._replace(step=state.step + 1))
-    metrics = dict(metrics, loss=loss, grad_norm=grad_norm,
-                   update_norm=update_norm,
-                   lr=schedule_lr(state.step), finite=finite)
+    new, guard = loop.keep_if_finite(state, new, loss, grads, updates)
+    metrics = dict(metrics, **guard, loss=loss, lr=schedule_lr(state.step))
     return new, metrics
 
   return step

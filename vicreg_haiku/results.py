@@ -23,12 +23,6 @@ def read(workdir: str) -> dict[str, dict]:
     return json.load(f)
 
 
-def _write_atomically(path: str, text: str) -> None:
-  with tf.io.gfile.GFile(path + ".tmp", "w") as f:
-    f.write(text)
-  tf.io.gfile.rename(path + ".tmp", path, overwrite=True)
-
-
 def table(results: Mapping[str, Mapping]) -> str:
   lines = ["| phase / probe | top-1 | labels / steps |", "|---|---|---|"]
   for name, entry in results.items():
@@ -41,9 +35,9 @@ def update(workdir: str, entries: Mapping[str, Mapping]) -> dict[str, dict]:
   """Merges `entries` into results.json and rewrites results.md."""
   results = read(workdir)
   results.update(entries)
-  _write_atomically(os.path.join(workdir, RESULTS_JSON),
+  writers.write_atomically(os.path.join(workdir, RESULTS_JSON),
                     json.dumps(results, indent=2) + "\n")
-  _write_atomically(os.path.join(workdir, RESULTS_MD), table(results))
+  writers.write_atomically(os.path.join(workdir, RESULTS_MD), table(results))
   return results
 
 

@@ -61,9 +61,7 @@ def prepare_workdir(config: ml_collections.ConfigDict, workdir: str) -> None:
     return
   try:
     tf.io.gfile.makedirs(workdir)
-    with tf.io.gfile.GFile(path + ".tmp", "w") as f:
-      f.write(json.dumps(resolved, indent=2) + "\n")
-    tf.io.gfile.rename(path + ".tmp", path, overwrite=True)
+    writers.write_atomically(path, json.dumps(resolved, indent=2) + "\n")
   except (OSError, tf.errors.OpError) as error:
     raise config_checks.ConfigError(
         f"--workdir={workdir} is not writable ({error}); choose another") from None

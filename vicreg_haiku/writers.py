@@ -20,6 +20,14 @@ def _as_python(value):
   return value.item() if value.ndim == 0 else value.tolist()
 
 
+def write_atomically(path: str, text: str) -> None:
+  """Writes `text` to `path` through a temporary file and a rename, so a
+  reader (or a preempted run) never sees half a file."""
+  with tf.io.gfile.GFile(path + ".tmp", "w") as f:
+    f.write(text)
+  tf.io.gfile.rename(path + ".tmp", path, overwrite=True)
+
+
 def read_metrics(phase_dir: str) -> list[dict]:
   path = os.path.join(phase_dir, METRICS_FILE)
   if not tf.io.gfile.exists(path):
@@ -45,9 +53,7 @@ class MetricsWriter:
       return
     kept = [r for r in read_metrics(os.path.dirname(self._path))
             if r["step"] <= step]
-    with tf.io.gfile.GFile(self._path + ".tmp", "w") as f:
-      f.write("".join(json.dumps(r) + "\n" for r in kept))
-    tf.io.gfile.rename(self._path + ".tmp", self._path, overwrite=True)
+    write_atomically(self._path, "".join(json.dumps(r) + "\n" for r in kept))
 
   def write_scalars(self, step: int, scalars: Mapping[str, float]) -> None:
     if not self._enabled:
