@@ -10,6 +10,7 @@ import pytest
 import stl10_fake
 from vicreg_haiku import datasets
 from vicreg_haiku import defaults
+from vicreg_haiku import pretraining
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -80,6 +81,20 @@ def test_pretrain_batches(source, fake_stl10_dir):
   assert not np.allclose(batch["view_a"], batch["view_b"])
   # A new epoch reshuffles and redraws.
   assert not np.allclose(reference[0]["view_a"], reference[steps]["view_a"])
+
+
+def test_device_augmentation_gives_the_host_views(fake_stl10_dir):
+  """augment_on="device": uint8 crops + parameters; the step's views are
+  the tf.data views of the same step."""
+  config = _stl10_config(fake_stl10_dir)
+  host = _take(datasets.pretrain_batches(config, start_step=3), 2)
+  config.pretrain.augment_on = "device"
+  device = _take(datasets.pretrain_batches(config, start_step=3), 2)
+  for h, d in zip(host, device):
+    assert d["crops"].dtype == np.uint8 and d["crops"].shape == (8, 2, 16, 16, 3)
+    views = pretraining.two_views(config, d)
+    for key, view in zip(("view_a", "view_b"), views):
+      np.testing.assert_allclose(np.asarray(view), h[key], atol=2e-5)
 
 
 def test_host_shards_are_disjoint_and_cover_the_split(fake_stl10_dir):

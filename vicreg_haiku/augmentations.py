@@ -3,10 +3,15 @@
 Each example's randomness is one vector of uniforms drawn by a stateless op
 from its own seed (`draw`); the input pipeline keys that seed by (config.seed,
 epoch, example), so a view is a pure function of (image, seed, recipe) and a
-resumed run sees the same batches. The ops then run on whole batches, with
-per-example parameters: per-example TF ops on 96 px images are dominated by
-dispatch overhead, batched ones are not. Crops, resizes and blurs are
-per-example resampling matrices applied with einsum.
+resumed run sees the same batches.
+
+A view is made in two halves. The geometric half (crop, resize, flip,
+rotation) runs per example in the input pipeline and ends in uint8, as
+torchvision's PIL transforms do. The photometric half (colour jitter,
+grayscale, blur, solarize, normalisation) runs on whole batches from
+explicit per-example parameters (`photometric_params`): here in one
+XLA-compiled TF function, or on the accelerator inside the training step
+(device_augmentations.py, the same maths in JAX, fed the same parameters).
 
 Colour ops work on float images in [0, 1] and follow torchvision's
 definitions (clipping to [0, 1] after each op), so the recipes mean what the
@@ -37,13 +42,6 @@ def _clip(image: tf.Tensor) -> tf.Tensor:
 def grayscale(image: tf.Tensor) -> tf.Tensor:
   """[..., 3] -> [..., 1] luma."""
   return tf.reduce_sum(image * tf.constant(GRAY_WEIGHTS), -1, keepdims=True)
-
-
-def adjust_hue(image: tf.Tensor, delta) -> tf.Tensor:
-  """H <- (H + delta) mod 1 in HSV, as torchvision; delta broadcasts."""
-  h, s, v = tf.unstack(tf.image.rgb_to_hsv(image), axis=-1)
-  h = tf.math.floormod(h + delta[..., 0], 1.0)
-  return _clip(tf.image.hsv_to_rgb(tf.stack([h, s, v], axis=-1)))
 
 
 def solarize(image: tf.Tensor, threshold: float = SOLARIZE_THRESHOLD):
@@ -203,16 +201,6 @@ def crop_view(image: tf.Tensor, u: tf.Tensor, size: int,
   return _clip(x / 255.0)
 
 
-def resized_crops(images: tf.Tensor, u: tf.Tensor, size: int,
-                  scale: Sequence[float], ratio: Sequence[float],
-                  interpolation: str, flip_prob: float) -> tf.Tensor:
-  """uint8 [B, H, W, 3] -> float32 [B, size, size, 3]: crop_view per example."""
-  return tf.map_fn(
-      lambda args: crop_view(*args, size, scale, ratio, interpolation,
-                             flip_prob),
-      (images, u), fn_output_signature=tf.float32)
-
-
 def resize(images: tf.Tensor, size: int, interpolation: str) -> tf.Tensor:
   """uint8 [B, H, W, 3] -> float32 [B, size, size, 3] in [0, 1]; no crop."""
   batch, height, width = tf.shape(images)[0], images.shape[1], images.shape[2]
@@ -242,10 +230,12 @@ def rotate(images: tf.Tensor, degrees: tf.Tensor) -> tf.Tensor:
 
 
 def _shift_hue(image: tf.Tensor, delta: tf.Tensor) -> tf.Tensor:
-  """adjust_hue as elementwise math (torchvision's _rgb2hsv / _hsv2rgb).
+  """H <- (H + delta) mod 1 in HSV (torchvision's adjust_hue); delta
+  broadcasts.
 
-  The same as adjust_hue; written out so that XLA fuses it with its
-  neighbours instead of calling the RGBToHSV / HSVToRGB kernels.
+  Elementwise math after torchvision's _rgb2hsv / _hsv2rgb, so that XLA
+  fuses it with its neighbours instead of calling the RGBToHSV / HSVToRGB
+  kernels.
   """
   r, g, b = tf.unstack(image, axis=-1)
   maxc = tf.maximum(tf.maximum(r, g), b)
@@ -279,22 +269,47 @@ def _shift_hue(image: tf.Tensor, delta: tf.Tensor) -> tf.Tensor:
                          pick(p, p, t, v, v, q)], axis=-1))
 
 
-def color_jitter(images: tf.Tensor, u: tf.Tensor, recipe: Recipe) -> tf.Tensor:
-  """RandomApply(ColorJitter) with prob jitter_prob, ops in random order.
+def photometric_params(u: tf.Tensor, recipe: Recipe,
+                       index: int) -> dict[str, tf.Tensor]:
+  """Uniforms [B, N] -> view `index`'s photometric parameters per example.
+
+  jitter [B] bool, factors [B, 3] (brightness, contrast, saturation), hue
+  [B] (the shift), order [B, 4] int32 (stage k runs op order[:, k]; ops 0-3
+  are brightness, contrast, saturation, hue), grayscale [B] bool,
+  blur_sigma [B] (0: no blur), solarize [B] bool. Both implementations of
+  the photometric half (here and device_augmentations) read these.
+  """
+  f = _take(u, "factors")
+  b, c, s, hue = recipe.brightness, recipe.contrast, recipe.saturation, recipe.hue
+  factors = tf.stack([_between(f[:, 0], max(0.0, 1 - b), 1 + b),
+                      _between(f[:, 1], max(0.0, 1 - c), 1 + c),
+                      _between(f[:, 2], max(0.0, 1 - s), 1 + s)], axis=1)
+  blurred = _take(u, "blur")[:, 0] < recipe.blur_prob[index]
+  sigma = _between(_take(u, "sigma")[:, 0], *recipe.blur_sigma)
+  return {
+      "jitter": _take(u, "jitter")[:, 0] < recipe.jitter_prob,
+      "factors": factors,
+      "hue": _between(f[:, 3], -hue, hue),
+      "order": tf.argsort(_take(u, "order"), axis=1),
+      "grayscale": _take(u, "grayscale")[:, 0] < recipe.grayscale_prob,
+      "blur_sigma": tf.where(blurred, sigma, 0.0),
+      "solarize": _take(u, "solarize")[:, 0] < recipe.solarize_prob[index],
+  }
+
+
+def color_jitter(images: tf.Tensor, params: dict[str, tf.Tensor],
+                 recipe: Recipe) -> tf.Tensor:
+  """RandomApply(ColorJitter): where params["jitter"], the four ops in
+  params["order"].
 
   Brightness, contrast and saturation are all clip(f * x + (1 - f) * target)
   with target 0, the grey mean or the grey image, so each of the four stages
   applies every example's op in one pass (f = 1 for the others: exact). Hue
   runs once per example, at that example's stage (see below).
   """
-  applied = _take(u, "jitter")[:, 0] < recipe.jitter_prob
-  f = _take(u, "factors")
-  b, c, s, hue = recipe.brightness, recipe.contrast, recipe.saturation, recipe.hue
-  factors = tf.stack([_between(f[:, 0], max(0.0, 1 - b), 1 + b),
-                      _between(f[:, 1], max(0.0, 1 - c), 1 + c),
-                      _between(f[:, 2], max(0.0, 1 - s), 1 + s)], axis=1)
-  delta = _per_example(_between(f[:, 3], -hue, hue))
-  order = tf.where(applied[:, None], tf.argsort(_take(u, "order"), axis=1), -1)
+  applied = params["jitter"]
+  factors = params["factors"]
+  order = tf.where(applied[:, None], params["order"], -1)
 
   def linear(x, op):
     """Stage op (0, 1, 2; anything else: identity) for every example."""
@@ -308,7 +323,7 @@ def color_jitter(images: tf.Tensor, u: tf.Tensor, recipe: Recipe) -> tf.Tensor:
     factor = _per_example(factor)
     return _clip(factor * x + (1.0 - factor) * target)
 
-  if hue <= 0:
+  if recipe.hue <= 0:
     x = images
     for stage in range(4):
       x = linear(x, order[:, stage])
@@ -325,7 +340,7 @@ def color_jitter(images: tf.Tensor, u: tf.Tensor, recipe: Recipe) -> tf.Tensor:
     if stage < 3:
       before_hue = tf.where(_per_example(hue_stage == stage + 1), x,
                             before_hue)
-  y = _shift_hue(before_hue, delta)
+  y = _shift_hue(before_hue, _per_example(params["hue"]))
   for stage in range(1, 4):
     y = linear(y, tf.where(hue_stage < stage, order[:, stage], -1))
   return tf.where(_per_example(applied), y, x)
@@ -384,63 +399,56 @@ def normalize(image: tf.Tensor, mean: Sequence[float],
   return (image - tf.constant(mean, tf.float32)) / tf.constant(std, tf.float32)
 
 
-def _finish(x: tf.Tensor, u: tf.Tensor, recipe: Recipe,
-            index: int) -> tf.Tensor:
-  """Jitter, grayscale, blur, solarize, normalise: elementwise and stencils."""
-  size = x.shape[1]
+def photometric(x: tf.Tensor, params: dict[str, tf.Tensor], recipe: Recipe,
+                index: int) -> tf.Tensor:
+  """Jitter, grayscale, blur, solarize, normalise view `index` [B, S, S, 3]."""
   if recipe.jitter_prob > 0:
-    x = color_jitter(x, u, recipe)
+    x = color_jitter(x, params, recipe)
   if recipe.grayscale_prob > 0:
-    gray = _take(u, "grayscale")[:, 0] < recipe.grayscale_prob
-    x = tf.where(_per_example(gray), tf.tile(grayscale(x), [1, 1, 1, 3]), x)
+    x = tf.where(_per_example(params["grayscale"]),
+                 tf.tile(grayscale(x), [1, 1, 1, 3]), x)
   if recipe.blur_prob[index] > 0:
-    blurred = _take(u, "blur")[:, 0] < recipe.blur_prob[index]
-    sigma = _between(_take(u, "sigma")[:, 0], *recipe.blur_sigma)
-    x = gaussian_blur(x, tf.where(blurred, sigma, 0.0),
-                      blur_kernel_size(recipe, size))
+    x = gaussian_blur(x, params["blur_sigma"],
+                      blur_kernel_size(recipe, x.shape[1]))
   if recipe.solarize_prob[index] > 0:
-    solar = _take(u, "solarize")[:, 0] < recipe.solarize_prob[index]
-    x = tf.where(_per_example(solar), solarize(x), x)
+    x = tf.where(_per_example(params["solarize"]), solarize(x), x)
   return normalize(x, recipe.mean, recipe.std)
 
 
 def crop_views(image: tf.Tensor, u: tf.Tensor, recipe: Recipe,
                size: int) -> tf.Tensor:
-  """Per example: uint8 [H, W, 3], u [2, NUM_UNIFORMS] -> [2, size, size, 3].
+  """Per example: uint8 [H, W, 3], u [2, NUM_UNIFORMS] -> uint8 [2, size, size, 3].
 
-  The geometric half of both views (crop, resize, flip); the input pipeline
-  maps it over examples, then batches and calls finish_views.
+  The geometric half of both views (crop, resize, flip, rotation), rounded
+  to uint8 as PIL's transforms are: a quarter of the bytes to batch, and to
+  send to the accelerator when the photometric half runs there.
   """
-  return tf.stack([crop_view(image, u[v], size, recipe.crop_scale,
-                             recipe.crop_ratio, recipe.interpolation,
-                             recipe.flip_prob) for v in range(2)])
+  views = tf.stack([crop_view(image, u[v], size, recipe.crop_scale,
+                              recipe.crop_ratio, recipe.interpolation,
+                              recipe.flip_prob) for v in range(2)])
+  if recipe.rotation_degrees:
+    degrees = recipe.rotation_degrees
+    views = rotate(views, _between(_take(u, "rotation")[:, 0], -degrees,
+                                   degrees))
+  return tf.cast(tf.round(views * 255.0), tf.uint8)
 
 
-def finish_views(crops: tf.Tensor, u: tf.Tensor, recipe: Recipe,
-                 xla: bool = True) -> tuple[tf.Tensor, tf.Tensor]:
-  """Batched: crops [B, 2, S, S, 3] in [0, 1], u [B, 2, N] -> (view a, b).
+def view_params(u: tf.Tensor, recipe: Recipe) -> dict[str, tf.Tensor]:
+  """u [B, 2, N] -> photometric_params of both views, each [B, 2, ...]."""
+  views = [photometric_params(u[:, v], recipe, v) for v in range(2)]
+  return {name: tf.stack([views[0][name], views[1][name]], axis=1)
+          for name in views[0]}
 
-  Rotation (an image-transform kernel), then the rest, with static shapes
-  and only elementwise ops, reductions and shifted slices: with `xla` it
-  is one XLA-compiled function, which fuses the dozens of per-pixel passes
-  of jitter, blur and normalisation into a few loops.
+
+def finish_views(crops: tf.Tensor, u: tf.Tensor,
+                 recipe: Recipe) -> tuple[tf.Tensor, tf.Tensor]:
+  """Batched: uint8 crops [B, 2, S, S, 3], u [B, 2, N] -> (view a, view b).
+
+  Static shapes and only elementwise ops, reductions and shifted slices, so
+  it is one XLA-compiled function, which fuses the dozens of per-pixel
+  passes of jitter, blur and normalisation into a few loops.
   """
-  outs = []
-  for index in range(2):
-    x, ui = crops[:, index], u[:, index]
-    if recipe.rotation_degrees:
-      degrees = recipe.rotation_degrees
-      x = rotate(x, _between(_take(ui, "rotation")[:, 0], -degrees, degrees))
-    outs.append(x)
-  if xla:
-    finish = _compiled_finish(_recipe_key(recipe))
-  else:
-    finish = functools.partial(_finish_pair, recipe=recipe)
-  return finish(outs[0], outs[1], u[:, 0], u[:, 1])
-
-
-def _finish_pair(a, b, ua, ub, recipe: Recipe):
-  return _finish(a, ua, recipe, 0), _finish(b, ub, recipe, 1)
+  return _compiled_finish(_recipe_key(recipe))(crops, u)
 
 
 def _recipe_key(recipe: Recipe) -> tuple:
@@ -455,8 +463,10 @@ def _compiled_finish(key: tuple):
   stream, the eval of another split) reuses it instead of paying ~10 s."""
   recipe = ml_collections.ConfigDict(dict(key))
 
-  def finish(a, b, ua, ub):
-    return _finish_pair(a, b, ua, ub, recipe)
+  def finish(crops, u):
+    x = tf.cast(crops, tf.float32) / 255.0
+    return tuple(photometric(x[:, v], photometric_params(u[:, v], recipe, v),
+                             recipe, v) for v in range(2))
 
   return tf.function(finish, jit_compile=True, autograph=False)
 
@@ -469,7 +479,7 @@ def two_views(images: tf.Tensor, u: tf.Tensor, recipe: Recipe,
   finish_views per batch), on a batch at once.
   """
   crops = tf.map_fn(lambda args: crop_views(*args, recipe, size), (images, u),
-                    fn_output_signature=tf.float32)
+                    fn_output_signature=tf.uint8)
   return finish_views(crops, u, recipe)
 
 

@@ -55,6 +55,8 @@ def validate(config: ml_collections.ConfigDict, device_count: int) -> None:
   _choice("model.stem", config.model.stem, STEMS)
   _choice("pretrain.augmentation", config.pretrain.augmentation,
           tuple(config.augmentations.keys()))
+  _choice("pretrain.augment_on", config.pretrain.augment_on,
+          ("host", "device"))
   _positive("dataset.image_size", config.dataset.image_size)
   _positive("model.width", config.model.width)
   for index, dim in enumerate(config.model.expander_dims):

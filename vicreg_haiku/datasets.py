@@ -284,9 +284,14 @@ def pretrain_batches(
     process_index: Optional[int] = None,
     process_count: Optional[int] = None,
 ) -> Iterator[Batch]:
-  """Two-view batches {"view_a", "view_b"}: float32 [B_local, S, S, 3].
+  """Two-view batches for the pretraining step; infinite, the i-th element
+  is global step start_step + i.
 
-  Infinite; the i-th element is global step start_step + i.
+  config.pretrain.augment_on "host": {"view_a", "view_b"}: float32
+  [B_local, S, S, 3], ready to train on. "device": the geometric half only,
+  {"crops": uint8 [B_local, 2, S, S, 3]} plus each view's photometric
+  parameters (augmentations.view_params), which the training step turns
+  into views on the accelerator (device_augmentations.two_views).
   """
   index, count = _processes(process_index, process_count)
   images, _ = _local_source(config, config.dataset.pretrain_split, index, count)
@@ -302,6 +307,8 @@ def pretrain_batches(
     return augmentations.crop_views(tf.gather(images, i), u, recipe, size), u
 
   def per_batch(crops, u):
+    if config.pretrain.augment_on == "device":
+      return dict(augmentations.view_params(u, recipe), crops=crops)
     view_a, view_b = augmentations.finish_views(crops, u, recipe)
     return {"view_a": view_a, "view_b": view_b}
 

@@ -114,6 +114,10 @@ def base_config() -> config_dict.ConfigDict:
       momentum=0.9,
       trust_coefficient=0.001,
       augmentation="vicreg",  # vicreg | seed: picks c.augmentations[name]
+      # Where the photometric half of the views (jitter, grayscale, blur,
+      # solarize) runs: "host" (tf.data) or "device" (in the jitted step, so
+      # accelerator hosts are not input-bound). The crop is always tf.data's.
+      augment_on="host",
       log_every_steps=50,
       checkpoint_every_steps=1000,
       checkpoint_every_seconds=600,

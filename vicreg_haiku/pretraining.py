@@ -13,6 +13,7 @@ from absl import logging
 
 from vicreg_haiku import augmentations
 from vicreg_haiku import datasets
+from vicreg_haiku import device_augmentations
 from vicreg_haiku import evaluation
 from vicreg_haiku import loop
 from vicreg_haiku import losses
@@ -87,20 +88,31 @@ def collapse_warning(step: int, scalars, collapse_std: float,
           "learning rate")
 
 
+def two_views(config: ml_collections.ConfigDict, batch
+              ) -> tuple[jax.Array, jax.Array]:
+  """The views of a pretrain_batches batch; made here when augment_on is
+  "device" (inside the jitted step, on the accelerator)."""
+  if config.pretrain.augment_on == "device":
+    recipe = config.augmentations[config.pretrain.augmentation]
+    return device_augmentations.two_views(batch, recipe)
+  return batch["view_a"], batch["view_b"]
+
+
 def make_step(config: ml_collections.ConfigDict, model,
               optimizer: optax.GradientTransformation, schedule_lr):
   """The pretraining step on the global batch: loss, grads, LARS update."""
 
-  def loss_fn(params, net_state, batch):
-    (z_a, z_b, _), net_state = model.apply(
-        params, net_state, None, batch["view_a"], batch["view_b"])
+  def loss_fn(params, net_state, view_a, view_b):
+    (z_a, z_b, _), net_state = model.apply(params, net_state, None, view_a,
+                                           view_b)
     loss, terms = losses.vicreg_loss(z_a, z_b, **config.loss)
     stats = embedding_stats(z_a, config.pretrain.collapse_std)
     return loss, (net_state, dict(terms, **stats))
 
   def step(state: models.TrainState, batch):
     (loss, (net_state, metrics)), grads = jax.value_and_grad(
-        loss_fn, has_aux=True)(state.params, state.net_state, batch)
+        loss_fn, has_aux=True)(state.params, state.net_state,
+                               *two_views(config, batch))
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     new = models.TrainState(state.step + 1, optax.apply_updates(state.params, updates),
                             net_state, opt_state)
@@ -166,9 +178,9 @@ def _write_view_grid(config, phase_dir: str, batch, pairs: int = 8) -> None:
   if not parallel.is_chief():
     return
   recipe = config.augmentations[config.pretrain.augmentation]
-  grid = augmentations.view_grid(batch["view_a"][:pairs],
-                                 batch["view_b"][:pairs], recipe.mean,
-                                 recipe.std)
+  first = jax.tree.map(lambda x: x[:pairs], batch)
+  view_a, view_b = jax.jit(functools.partial(two_views, config))(first)
+  grid = augmentations.view_grid(view_a, view_b, recipe.mean, recipe.std)
   augmentations.write_png(os.path.join(phase_dir, "views.png"), grid)
   writer = writers.MetricsWriter(phase_dir)
   writer.write_image(0, "augmented_views", np.asarray(grid))

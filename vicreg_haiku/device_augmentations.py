@@ -1,0 +1,172 @@
+"""The photometric half of the two-view augmentation, in JAX, on the device.
+
+With `config.pretrain.augment_on = "device"` the input pipeline stops after
+the geometric half (uint8 crops) and ships each view's photometric
+parameters, drawn on the host by augmentations.photometric_params from the
+same keyed uniforms; the jitted training step turns them into views here, as
+DeepMind's BYOL does. An accelerator then needs from the host CPUs only the
+crops, not the per-pixel colour work, which they cannot keep up with.
+
+The maths is augmentations.py's (torchvision's definitions, clipping to
+[0, 1] after each op); tests check both against the same NumPy references
+and against each other on the same crops and parameters.
+"""
+
+from typing import Mapping, Sequence
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from vicreg_haiku import augmentations
+
+Params = Mapping[str, jax.Array]
+# The keys of augmentations.photometric_params, which a device batch carries.
+PARAM_NAMES = ("jitter", "factors", "hue", "order", "grayscale", "blur_sigma",
+               "solarize")
+
+
+def _clip(x: jax.Array) -> jax.Array:
+  return jnp.clip(x, 0.0, 1.0)
+
+
+def _per_example(x: jax.Array) -> jax.Array:
+  """[B] -> [B, 1, 1, 1], to broadcast over images."""
+  return x[:, None, None, None]
+
+
+def grayscale(x: jax.Array) -> jax.Array:
+  """[..., 3] -> [..., 1] luma (ITU-R 601-2, as PIL and torchvision)."""
+  return jnp.sum(x * jnp.asarray(augmentations.GRAY_WEIGHTS), -1,
+                 keepdims=True)
+
+
+def shift_hue(x: jax.Array, delta: jax.Array) -> jax.Array:
+  """H <- (H + delta) mod 1 in HSV, torchvision's _rgb2hsv / _hsv2rgb."""
+  r, g, b = x[..., 0], x[..., 1], x[..., 2]
+  maxc = jnp.maximum(jnp.maximum(r, g), b)
+  minc = jnp.minimum(jnp.minimum(r, g), b)
+  equal = maxc == minc
+  chroma = maxc - minc
+  s = chroma / jnp.where(equal, 1.0, maxc)
+  divisor = jnp.where(equal, 1.0, chroma)
+  rc, gc, bc = ((maxc - c) / divisor for c in (r, g, b))
+  h = jnp.where(maxc == r, bc - gc,
+                jnp.where(maxc == g, 2.0 + rc - bc, 4.0 + gc - rc))
+  h = h / 6.0 + 1.0 + delta
+  h = h - jnp.floor(h)
+  v = maxc
+  sector = jnp.floor(h * 6.0)
+  f = h * 6.0 - sector
+  sector = jnp.where(sector >= 6.0, sector - 6.0, sector)
+  p = _clip(v * (1.0 - s))
+  q = _clip(v * (1.0 - s * f))
+  t = _clip(v * (1.0 - s * (1.0 - f)))
+
+  def pick(*values):
+    return jnp.select([sector == k for k in range(5)], values[:5], values[5])
+
+  return _clip(jnp.stack([pick(v, q, p, p, t, v), pick(t, v, v, q, p, p),
+                          pick(p, p, t, v, v, q)], axis=-1))
+
+
+def _linear_stage(x: jax.Array, op: jax.Array, factors: jax.Array
+                  ) -> jax.Array:
+  """Brightness (op 0), contrast (1) or saturation (2) per example; any
+  other op is the identity. Each is clip(f x + (1 - f) target)."""
+  linear = (op >= 0) & (op < 3)
+  chosen = jnp.take_along_axis(factors, (jnp.maximum(op, 0) % 3)[:, None],
+                               axis=1)[:, 0]
+  factor = _per_example(jnp.where(linear, chosen, 1.0))
+  gray = grayscale(x)
+  mean = jnp.mean(gray, axis=(1, 2, 3), keepdims=True)
+  target = jnp.where(_per_example(op == 1), mean,
+                     jnp.where(_per_example(op == 2), gray, 0.0))
+  return _clip(factor * x + (1.0 - factor) * target)
+
+
+def color_jitter(x: jax.Array, params: Params,
+                 recipe: ml_collections.ConfigDict) -> jax.Array:
+  """ColorJitter where params["jitter"], ops in params["order"].
+
+  Hue is applied once per example at its stage, as in augmentations.py:
+  the linear stages run with hue as the identity, the state before each
+  example's hue stage is kept, hue applied to it, the later stages rerun.
+  """
+  applied = params["jitter"]
+  order = jnp.where(applied[:, None], params["order"], -1)
+  factors = params["factors"]
+  if recipe.hue <= 0:
+    for stage in range(4):
+      x = _linear_stage(x, order[:, stage], factors)
+    return x
+  hue_stage = jnp.argmax(order == 3, axis=1)
+  before_hue = x
+  for stage in range(4):
+    x = _linear_stage(x, order[:, stage], factors)
+    if stage < 3:
+      before_hue = jnp.where(_per_example(hue_stage == stage + 1), x,
+                             before_hue)
+  y = shift_hue(before_hue, params["hue"][:, None, None])
+  for stage in range(1, 4):
+    y = _linear_stage(y, jnp.where(hue_stage < stage, order[:, stage], -1),
+                      factors)
+  return jnp.where(_per_example(applied), y, x)
+
+
+def gaussian_blur(x: jax.Array, sigma: jax.Array,
+                  kernel_size: int) -> jax.Array:
+  """Blur [B, S, S, C] with per-example sigma [B] (0: unchanged).
+
+  torchvision's Gaussian over kernel_size taps, reflect padding; separable
+  shifted adds.
+  """
+  radius = kernel_size // 2
+  taps = jnp.arange(-radius, radius + 1, dtype=jnp.float32)
+  kernel = jnp.exp(-0.5 * jnp.square(taps / jnp.maximum(sigma, 1e-6)[:, None]))
+  kernel = kernel / jnp.sum(kernel, axis=1, keepdims=True)
+  for axis in (1, 2):
+    pad = [(0, 0)] * 4
+    pad[axis] = (radius, radius)
+    padded = jnp.pad(x, pad, mode="reflect")
+    size = x.shape[axis]
+    x = sum(_per_example(kernel[:, t])
+            * jax.lax.slice_in_dim(padded, t, t + size, axis=axis)
+            for t in range(kernel_size))
+  return x
+
+
+def photometric(x: jax.Array, params: Params,
+                recipe: ml_collections.ConfigDict, index: int) -> jax.Array:
+  """View `index` [B, S, S, 3] in [0, 1] -> normalised: jitter, grayscale,
+  blur, solarize (augmentations.photometric, in JAX)."""
+  if recipe.jitter_prob > 0:
+    x = color_jitter(x, params, recipe)
+  if recipe.grayscale_prob > 0:
+    x = jnp.where(_per_example(params["grayscale"]),
+                  jnp.broadcast_to(grayscale(x), x.shape), x)
+  if recipe.blur_prob[index] > 0:
+    x = gaussian_blur(x, params["blur_sigma"],
+                      augmentations.blur_kernel_size(recipe, x.shape[1]))
+  if recipe.solarize_prob[index] > 0:
+    x = jnp.where(_per_example(params["solarize"])
+                  & (x >= augmentations.SOLARIZE_THRESHOLD), 1.0 - x, x)
+  return normalize(x, recipe.mean, recipe.std)
+
+
+def normalize(x: jax.Array, mean: Sequence[float],
+              std: Sequence[float]) -> jax.Array:
+  return (x - jnp.asarray(mean, jnp.float32)) / jnp.asarray(std, jnp.float32)
+
+
+def two_views(batch: Mapping[str, jax.Array],
+              recipe: ml_collections.ConfigDict
+              ) -> tuple[jax.Array, jax.Array]:
+  """A device batch (uint8 "crops" [B, 2, S, S, 3] and the parameters of
+  augmentations.view_params, each [B, 2, ...]) -> (view a, view b), float32."""
+  crops = batch["crops"].astype(jnp.float32) / 255.0
+  views = []
+  for v in range(2):
+    params = {name: batch[name][:, v] for name in PARAM_NAMES}
+    views.append(photometric(crops[:, v], params, recipe, v))
+  return views[0], views[1]
