@@ -41,6 +41,8 @@ _DOWNLOAD_HOSTS = {"stl10": ("ai.stanford.edu", 80),
 _PROBE_TIMEOUT_S = 3.0
 _DIGITS_TEST_FRACTION = 0.3
 _DIGITS_SPLIT_SEED = 0
+# Examples per call of the batched half of a pipeline (see _batched).
+_FINISH_CHUNK = 16
 # Stream ids keep the draws of different uses of config.seed apart.
 _SHUFFLE, _PRETRAIN, _LABELLED = 0, 1, 2
 
@@ -266,14 +268,19 @@ def _draws(key: Sequence[int], epoch, i, index: int, count: int,
 
 def _batched(order: tf.data.Dataset, per_example, per_batch,
              batch: int) -> Iterator[Batch]:
-  """per_example(epoch, i) in a parallel map, then per_batch on batches.
+  """per_example(epoch, i) in a parallel map, then per_batch on chunks.
 
   Per example: the keyed draws and whatever needs per-example shapes (the
-  crop and resize); per batch: the static-shape rest, where batching pays.
+  crop and resize); per chunk of a few examples: the static-shape rest,
+  where batching pays. Small chunks keep its dozen passes over the pixels
+  in the CPU caches (1.7x faster than whole batches of 256), and are then
+  joined into batches.
   """
+  chunk = math.gcd(batch, _FINISH_CHUNK)
   ds = _parallel_map(order, per_example)
-  ds = ds.batch(batch, drop_remainder=True)
+  ds = ds.batch(chunk, drop_remainder=True)
   ds = _parallel_map(ds, per_batch)
+  ds = ds.rebatch(batch, drop_remainder=True)
   return ds.prefetch(tf.data.AUTOTUNE).with_options(_options()).as_numpy_iterator()
 
 
