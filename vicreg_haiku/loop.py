@@ -124,57 +124,78 @@ def run(loop: LoopConfig, initial: models.TrainState, step_fn: StepFn,
   if start >= loop.total_steps:
     writers.console(f"{loop.phase}: finished already (step {start})")
     return state
-  if start:
-    writers.console(f"{loop.phase}: resuming from step {start}")
-  try:
-    return _train(loop, mngr, state, start, step_fn, batches, mesh, on_log,
-                  on_metrics, writer)
-  finally:
-    mngr.wait_until_finished()
-    writer.close()
+  # The preemption notice is caught from here on: one arriving before the
+  # first step still ends in a checkpoint and a clean exit.
+  with _SigtermFlag() as sigterm:
+    if start:
+      writers.console(f"{loop.phase}: resuming from step {start}")
+    try:
+      return _train(loop, mngr, state, start, step_fn, batches, mesh, on_log,
+                    on_metrics, writer, sigterm)
+    finally:
+      mngr.wait_until_finished()
+      writer.close()
+
+
+def _check_finite(loop: LoopConfig, mngr, step: int,
+                  metrics: dict[str, np.ndarray]) -> bool:
+  """True when the step was finite; a non-finite one stops the run unless
+  loop.skip_nonfinite (then it is logged and the caller counts it)."""
+  if metrics.pop("finite"):
+    return True
+  bad = _nonfinite_names(metrics)
+  if not loop.skip_nonfinite:
+    raise NonFiniteError(
+        f"{loop.phase}: non-finite {', '.join(bad) or 'gradients'} at "
+        f"step {step}; stopped, the newest checkpoint ({mngr.latest_step()}"
+        ") is intact. Lower the learning rate or set "
+        f"--config.{loop.phase}.skip_nonfinite=True")
+  logging.warning("%s: step %d skipped, non-finite %s", loop.phase, step, bad)
+  return False
 
 
 def _train(loop, mngr, state, start, step_fn, batches, mesh, on_log,
-           on_metrics, writer):
+           on_metrics, writer, sigterm):
   progress = writers.Progress(loop.phase, loop.total_steps, start,
                               loop.examples_per_step)
   skipped = 0
   last_save = time.monotonic()
-  with _SigtermFlag() as sigterm:
-    stream = batches(start)
-    for step in range(start + 1, loop.total_steps + 1):
-      state, metrics = step_fn(state, parallel.global_batch(next(stream), mesh))
-      due_log = step % loop.log_every_steps == 0 or step == loop.total_steps
-      metrics = parallel.to_host(metrics)
-      if not metrics.pop("finite"):
-        bad = _nonfinite_names(metrics)
-        if not loop.skip_nonfinite:
-          raise NonFiniteError(
-              f"{loop.phase}: non-finite {', '.join(bad) or 'gradients'} at "
-              f"step {step}; stopped, the newest checkpoint ({mngr.latest_step()}"
-              ") is intact. Lower the learning rate or set "
-              f"--config.{loop.phase}.skip_nonfinite=True")
-        skipped += 1
-        logging.warning("%s: step %d skipped, non-finite %s", loop.phase, step,
-                        bad)
-      if due_log:
-        scalars = dict(metrics)
-        scalars["skipped_steps"] = skipped
-        if on_log is not None:
-          scalars.update(on_log(step, state))
-        scalars["examples_per_second"] = progress.report(
-            step, {k: scalars[k] for k in ("loss",) if k in scalars})
-        writer.write_scalars(step, scalars)
-        if on_metrics is not None:
-          on_metrics(step, scalars)
-      due_save = (step % loop.checkpoint_every_steps == 0
-                  or step == loop.total_steps
-                  or time.monotonic() - last_save > loop.checkpoint_every_seconds)
-      if due_save or sigterm.raised:
-        checkpointing.save(mngr, step, state)
-        last_save = time.monotonic()
-      if sigterm.raised:
-        mngr.wait_until_finished()
-        raise Preempted(f"{loop.phase}: SIGTERM at step {step}; checkpoint "
-                        "saved, rerun the same command to resume")
+  # A plain step's metrics are read after the next step is dispatched, so
+  # the device never idles while the host reads them; log and checkpoint
+  # steps are read at once (they need that step's state, and a checkpoint
+  # must follow only checked steps).
+  pending = None
+  stream = batches(start)
+  for step in range(start + 1, loop.total_steps + 1):
+    state, metrics = step_fn(state, parallel.global_batch(next(stream), mesh))
+    if pending is not None:
+      skipped += not _check_finite(loop, mngr, pending[0],
+                                   parallel.to_host(pending[1]))
+      pending = None
+    due_log = step % loop.log_every_steps == 0 or step == loop.total_steps
+    due_save = (step % loop.checkpoint_every_steps == 0
+                or step == loop.total_steps
+                or time.monotonic() - last_save > loop.checkpoint_every_seconds)
+    if not (due_log or due_save or sigterm.raised):
+      pending = (step, metrics)
+      continue
+    metrics = parallel.to_host(metrics)
+    skipped += not _check_finite(loop, mngr, step, metrics)
+    if due_log:
+      scalars = dict(metrics)
+      scalars["skipped_steps"] = skipped
+      if on_log is not None:
+        scalars.update(on_log(step, state))
+      scalars["examples_per_second"] = progress.report(
+          step, {k: scalars[k] for k in ("loss",) if k in scalars})
+      writer.write_scalars(step, scalars)
+      if on_metrics is not None:
+        on_metrics(step, scalars)
+    if due_save or sigterm.raised:
+      checkpointing.save(mngr, step, state)
+      last_save = time.monotonic()
+    if sigterm.raised:
+      mngr.wait_until_finished()
+      raise Preempted(f"{loop.phase}: SIGTERM at step {step}; checkpoint "
+                      "saved, rerun the same command to resume")
   return state
