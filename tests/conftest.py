@@ -5,6 +5,7 @@ import tempfile
 import jax
 import pytest
 
+import cifar10_fake
 import stl10_fake
 
 
@@ -13,6 +14,15 @@ def fake_stl10_dir(tmp_path_factory) -> str:
   """A tfds data_dir holding a tiny prepared stl10 (real builder, no network)."""
   root = tmp_path_factory.mktemp("stl10")
   stl10_fake.prepare(str(root / "tensorflow_datasets"), str(root / "download"))
+  return str(root / "tensorflow_datasets")
+
+
+@pytest.fixture(scope="session")
+def fake_cifar10_dir(tmp_path_factory) -> str:
+  """A tfds data_dir holding a tiny prepared cifar10 (real builder, offline)."""
+  root = tmp_path_factory.mktemp("cifar10")
+  cifar10_fake.prepare(str(root / "tensorflow_datasets"),
+                       str(root / "download"))
   return str(root / "tensorflow_datasets")
 
 

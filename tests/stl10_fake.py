@@ -7,10 +7,10 @@ builder's parsing is what the tests exercise.
 """
 
 import os
-from unittest import mock
 
 import numpy as np
-import tensorflow_datasets as tfds
+
+import offline_tfds
 
 SIZE = 96
 CLASS_NAMES = ("airplane", "bird", "car", "cat", "deer", "dog", "horse",
@@ -54,9 +54,5 @@ def prepare(data_dir: str, download_root: str,
             **sizes) -> dict[str, tuple[np.ndarray, np.ndarray]]:
   """Writes the binaries to download_root and prepares stl10 in data_dir."""
   splits = write_binaries(download_root, **sizes)
-  builder = tfds.builder("stl10", data_dir=data_dir)
-  with mock.patch.object(tfds.download.DownloadManager, "download_and_extract",
-                         return_value=download_root):
-    builder.download_and_prepare(
-        download_config=tfds.download.DownloadConfig(try_download_gcs=False))
+  offline_tfds.prepare("stl10", data_dir, download_root)
   return splits
