@@ -28,6 +28,8 @@ def main(argv):
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)  # progress lines go to stdout
   # Imported here so that --help and flag errors do not wait for TF and JAX.
+  from vicreg_haiku import xla_flags  # pylint: disable=g-import-not-at-top
+  xla_flags.set_defaults()  # before JAX starts
   from vicreg_haiku import errors  # pylint: disable=g-import-not-at-top
   from vicreg_haiku import runner  # pylint: disable=g-import-not-at-top
   try:

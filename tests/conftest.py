@@ -2,7 +2,11 @@
 
 import tempfile
 
-import jax
+from vicreg_haiku import xla_flags
+
+xla_flags.set_defaults()  # the XLA flags launch.py runs with, before JAX starts
+
+import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
 import pytest
 
 import cifar10_fake

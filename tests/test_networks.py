@@ -174,6 +174,28 @@ def test_imagenet_stem_pads_symmetrically_not_same(imagenet_run):
   np.testing.assert_allclose(pooled, expected_pool, rtol=1e-5, atol=1e-6)
 
 
+def _plain_max_pool_3x3_s2(x):
+  return jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, 3, 3, 1),
+                               (1, 2, 2, 1), ((0, 0), (1, 1), (1, 1), (0, 0)))
+
+
+@pytest.mark.parametrize("size", [9, 10, 48])
+def test_max_pool_custom_vjp_matches_select_and_scatter(size):
+  rng = np.random.default_rng(size)
+  # ReLU zeros, a constant patch and values on a coarse grid: many windows
+  # hold their maximum more than once, so the tie rule (first maximum in
+  # row-major window order, as torch and select-and-scatter) is exercised.
+  x = np.round(2 * np.maximum(rng.normal(size=(2, size, size, 3)), 0)) / 2
+  x[:, 2:7, 1:6] = 0.5
+  x = x.astype(np.float32)
+  out, vjp = jax.vjp(networks._max_pool_3x3_s2, x)
+  expected_out, expected_vjp = jax.vjp(_plain_max_pool_3x3_s2, x)
+  np.testing.assert_array_equal(out, expected_out)
+  # Small integer cotangents: sums are exact, so the routing must be equal.
+  dy = rng.integers(-8, 9, size=out.shape).astype(np.float32)
+  np.testing.assert_array_equal(vjp(dy)[0], expected_vjp(dy)[0])
+
+
 def test_block_convs_pad_symmetrically(imagenet_run):
   _, params, seen = imagenet_run
   block_in, out = seen["stage_1_block_0/conv_0"]
@@ -347,6 +369,34 @@ def test_batch_norm_statistics_are_over_the_whole_batch():
       [f.apply(params, state, None, x[s], True)[0]
        for s in (slice(0, 4), slice(4, 8))])
   assert np.abs(np.asarray(full) - halves).max() > 0.1
+
+
+def _plain_batch_norm_train(x, scale, offset, eps):
+  """The training-mode BN as written, for jax.vjp to differentiate."""
+  axes = tuple(range(x.ndim - 1))
+  mean = jnp.mean(x, axis=axes)
+  var = jnp.mean(jnp.square(x - mean), axis=axes)
+  y = (x - mean) * (jax.lax.rsqrt(var + eps) * scale) + offset
+  return y, mean, var
+
+
+@pytest.mark.parametrize("shape", [(8, 5, 5, 4), (16, 7), (3, 6, 6, 32)])
+def test_batch_norm_custom_vjp_matches_autodiff(shape):
+  rng = np.random.default_rng(2)
+  x = (3 * rng.normal(size=shape) + 1).astype(np.float32)
+  scale, offset, dmean, dvar = rng.normal(size=(4, shape[-1])).astype(
+      np.float32)
+  dy = rng.normal(size=shape).astype(np.float32)
+  outputs, vjp = jax.vjp(
+      lambda *a: networks._batch_norm_train(*a, 1e-5), x, scale, offset)
+  expected_outputs, expected_vjp = jax.vjp(
+      lambda *a: _plain_batch_norm_train(*a, 1e-5), x, scale, offset)
+  # The forward is the plain one, bit for bit; the backward its exact
+  # derivative, including the mean and variance outputs' cotangents.
+  jax.tree.map(np.testing.assert_array_equal, outputs, expected_outputs)
+  for got, want in zip(vjp((dy, dmean, dvar)),
+                       expected_vjp((dy, dmean, dvar))):
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
 
 # ------------------------------------------------------------------ Expander

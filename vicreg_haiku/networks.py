@@ -9,6 +9,7 @@ variance updated with the unbiased batch variance, and the last BN of every
 residual block zero-initialised (the official `zero_init_residual=True`).
 """
 
+import functools
 import math
 from typing import Sequence
 
@@ -17,6 +18,49 @@ import jax
 import jax.numpy as jnp
 
 _CONV_INIT = hk.initializers.VarianceScaling(2.0, "fan_out", "normal")
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
+def _batch_norm_train(x: jax.Array, scale: jax.Array, offset: jax.Array,
+                      eps: float) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """Training-mode BN of float32 `x` -> (y, batch mean, biased batch var)."""
+  return _batch_norm_train_fwd(x, scale, offset, eps)[0]
+
+
+def _batch_norm_train_fwd(x, scale, offset, eps):
+  axes = tuple(range(x.ndim - 1))
+  mean = jnp.mean(x, axis=axes)
+  var = jnp.mean(jnp.square(x - mean), axis=axes)
+  rstd = jax.lax.rsqrt(var + eps)
+  y = (x - mean) * (rstd * scale) + offset
+  return (y, mean, var), (x, mean, rstd, scale)
+
+
+def _batch_norm_train_bwd(eps, residuals, cotangents):
+  """The analytic BN gradient: one reduction pass and one elementwise pass.
+
+  Autodiff of the forward differentiates the two reductions separately and
+  walks the activations several more times; here every per-channel term is
+  folded into dx = a * dy + b * (x - mean) + c. The cotangents of the mean
+  and variance outputs (zero in training, where they only feed the running
+  statistics) are included, so this is the exact VJP of the forward.
+  """
+  del eps
+  x, mean, rstd, scale = residuals
+  dy, dmean, dvar = cotangents
+  axes = tuple(range(x.ndim - 1))
+  n = x.size // x.shape[-1]
+  centred = x - mean
+  dy_sum = jnp.sum(dy, axis=axes)
+  dy_xhat_sum = jnp.sum(dy * centred, axis=axes) * rstd
+  a = rstd * scale
+  b = (2 * dvar - a * rstd * dy_xhat_sum) / n
+  c = (dmean - a * dy_sum) / n
+  dx = a * dy + b * centred + c
+  return dx, dy_xhat_sum, dy_sum
+
+
+_batch_norm_train.defvjp(_batch_norm_train_fwd, _batch_norm_train_bwd)
 
 
 class BatchNorm(hk.Module):
@@ -43,19 +87,17 @@ class BatchNorm(hk.Module):
     running_mean = hk.get_state("mean", [channels], jnp.float32, init=jnp.zeros)
     running_var = hk.get_state("var", [channels], jnp.float32, init=jnp.ones)
     x32 = x.astype(jnp.float32)
-    if is_training:
-      axes = tuple(range(x.ndim - 1))
-      mean = jnp.mean(x32, axis=axes)
-      var = jnp.mean(jnp.square(x32 - mean), axis=axes)
-      count = x.size // channels
-      unbiased_var = var * count / max(count - 1, 1)
-      hk.set_state("mean", self._decay * running_mean + (1 - self._decay) * mean)
-      hk.set_state("var",
-                   self._decay * running_var + (1 - self._decay) * unbiased_var)
-    else:
-      mean, var = running_mean, running_var
-    inv = jax.lax.rsqrt(var + self._eps) * scale.astype(jnp.float32)
-    y = (x32 - mean) * inv + offset.astype(jnp.float32)
+    scale32 = scale.astype(jnp.float32)
+    offset32 = offset.astype(jnp.float32)
+    if not is_training:
+      inv = jax.lax.rsqrt(running_var + self._eps) * scale32
+      return ((x32 - running_mean) * inv + offset32).astype(x.dtype)
+    y, mean, var = _batch_norm_train(x32, scale32, offset32, self._eps)
+    count = x.size // channels
+    unbiased_var = var * count / max(count - 1, 1)
+    hk.set_state("mean", self._decay * running_mean + (1 - self._decay) * mean)
+    hk.set_state("var",
+                 self._decay * running_var + (1 - self._decay) * unbiased_var)
     return y.astype(x.dtype)
 
 
@@ -65,11 +107,53 @@ def _conv(channels: int, kernel: int, stride: int, name: str) -> hk.Conv2D:
                    with_bias=False, w_init=_CONV_INIT, name=name)
 
 
+_POOL_PADDING = ((0, 0), (1, 1), (1, 1), (0, 0))
+
+
+@jax.custom_vjp
 def _max_pool_3x3_s2(x: jax.Array) -> jax.Array:
   # torch pads the max-pool with -inf, one pixel on every side.
-  return jax.lax.reduce_window(
-      x, -jnp.inf, jax.lax.max, (1, 3, 3, 1), (1, 2, 2, 1),
-      ((0, 0), (1, 1), (1, 1), (0, 0)))
+  return jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, 3, 3, 1),
+                               (1, 2, 2, 1), _POOL_PADDING)
+
+
+def _max_pool_fwd(x):
+  return _max_pool_3x3_s2(x), x
+
+
+def _max_pool_bwd(x, dy):
+  """Routes dy to the first maximum of each window in row-major order.
+
+  That is the tie rule of both torch and XLA's select-and-scatter (ties are
+  common: the input is a ReLU's output). XLA:CPU expands select-and-scatter
+  into index-tracking reduce-windows over int32 iotas of the padded input and
+  a scatter, several times the activation's memory; nine shifted compares
+  and nine strided pads fuse into a few elementwise loops instead. The window
+  maxima are recomputed here rather than saved: XLA may rematerialise `x`
+  with different rounding (e.g. a fused multiply-add) than the forward saw,
+  and a maximum compared against a slightly different `x` would match nothing.
+  """
+  padded = jnp.pad(x, _POOL_PADDING, constant_values=-jnp.inf)
+  height, width = padded.shape[1:3]
+  out_h, out_w = dy.shape[1:3]
+  windows = [padded[:, i:i + 2 * out_h - 1:2, j:j + 2 * out_w - 1:2]
+             for i in range(3) for j in range(3)]
+  maximum = functools.reduce(jnp.maximum, windows)
+  taken = jnp.zeros(dy.shape, bool)
+  dx = jnp.zeros(padded.shape, dy.dtype)
+  for index, window in enumerate(windows):
+    i, j = divmod(index, 3)
+    first = (window == maximum) & ~taken
+    taken = taken | first
+    # Interior padding 1 puts output pixel (r, c) back at (2r + i, 2c + j).
+    dx = dx + jax.lax.pad(
+        jnp.where(first, dy, 0), jnp.zeros((), dy.dtype),
+        ((0, 0, 0), (i, height - i - 2 * out_h + 1, 1),
+         (j, width - j - 2 * out_w + 1, 1), (0, 0, 0)))
+  return (dx[:, 1:-1, 1:-1],)
+
+
+_max_pool_3x3_s2.defvjp(_max_pool_fwd, _max_pool_bwd)
 
 
 class _BasicBlock(hk.Module):
