@@ -27,6 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from vicreg_haiku import defaults
+from vicreg_haiku import loop
 from vicreg_haiku import models
 from vicreg_haiku import parallel
 from vicreg_haiku import precision
@@ -99,6 +100,7 @@ def main():
                  donate_argnums=0)
   compiled = step.lower(state, batch).compile()
   flops = compiled.cost_analysis().get("flops", float("nan"))
+  loop.release_freed_memory()  # as the training loop does after compiling
   for _ in range(args.warmup):
     state, metrics = compiled(state, batch)
     jax.block_until_ready(metrics)

@@ -6,6 +6,7 @@ params, BN state and optimizer state. Rerunning the same command after a
 preemption continues exactly where the newest good checkpoint left off.
 """
 
+import ctypes
 import dataclasses
 import math
 import os
@@ -137,6 +138,17 @@ def run(loop: LoopConfig, initial: models.TrainState, step_fn: StepFn,
       writer.close()
 
 
+def release_freed_memory() -> None:
+  """Hands memory that is freed but still held by glibc's allocator back to
+  the OS. Compiling the step leaves ~0.4 GiB of it on CPU, which the step's
+  own buffers do not reuse: trimming lowers the peak RSS by that much.
+  A no-op where libc has no malloc_trim (macOS, musl)."""
+  try:
+    ctypes.CDLL("libc.so.6").malloc_trim(0)
+  except (OSError, AttributeError):
+    pass
+
+
 def _check_finite(loop: LoopConfig, mngr, step: int,
                   metrics: dict[str, np.ndarray]) -> bool:
   """True when the step was finite; a non-finite one stops the run unless
@@ -168,6 +180,8 @@ def _train(loop, mngr, state, start, step_fn, batches, mesh, on_log,
   stream = batches(start)
   for step in range(start + 1, loop.total_steps + 1):
     state, metrics = step_fn(state, parallel.global_batch(next(stream), mesh))
+    if step == start + 1:
+      release_freed_memory()  # the compiler's, before the step's buffers
     if pending is not None:
       skipped += not _check_finite(loop, mngr, pending[0],
                                    parallel.to_host(pending[1]))
