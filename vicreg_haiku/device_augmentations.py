@@ -21,9 +21,6 @@ import ml_collections
 from vicreg_haiku import augmentations
 
 Params = Mapping[str, jax.Array]
-# The keys of augmentations.photometric_params, which a device batch carries.
-PARAM_NAMES = ("jitter", "factors", "hue", "order", "grayscale", "blur_sigma",
-               "solarize")
 
 
 def _clip(x: jax.Array) -> jax.Array:
@@ -167,6 +164,7 @@ def two_views(batch: Mapping[str, jax.Array],
   crops = batch["crops"].astype(jnp.float32) / 255.0
   views = []
   for v in range(2):
-    params = {name: batch[name][:, v] for name in PARAM_NAMES}
+    params = {name: value[:, v] for name, value in batch.items()
+              if name != "crops"}
     views.append(photometric(crops[:, v], params, recipe, v))
   return views[0], views[1]
