@@ -8,8 +8,9 @@ import os
 
 # jax 0.10's XLA:CPU routes dots, convolutions and reductions through
 # YNNPACK by default; limited to dots, the ResNet-18 pretraining step runs
-# about twice as fast on 2 cores, with bit-identical gradients
-# (BENCHMARKS.md). The flag is ignored by the TPU and GPU backends.
+# about twice as fast on 2 cores (BENCHMARKS.md); the tests, which compare
+# against NumPy and torch-semantics references, run with it. The flag is
+# ignored by the TPU and GPU backends.
 _YNN_FUSION_FLAG = "--xla_cpu_experimental_ynn_fusion_type"
 _YNN_FUSION_DEFAULT = "dot"
 
