@@ -196,6 +196,43 @@ def test_max_pool_custom_vjp_matches_select_and_scatter(size):
   np.testing.assert_array_equal(vjp(dy)[0], expected_vjp(dy)[0])
 
 
+def _np_conv_grads(x, w, dy, stride, pad):
+  """The gradients of _np_conv's sum for the cotangent dy: (dx, dw)."""
+  x = np.pad(np.asarray(x, np.float64), ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+  w = np.asarray(w, np.float64)
+  dy = np.asarray(dy, np.float64)
+  out_h, out_w = dy.shape[1:3]
+  dx = np.zeros_like(x)
+  dw = np.zeros_like(w)
+  for i in range(w.shape[0]):
+    for j in range(w.shape[1]):
+      window = (slice(None), slice(i, i + stride * out_h, stride),
+                slice(j, j + stride * out_w, stride))
+      dw[i, j] = np.einsum("nhwc,nhwo->co", x[window], dy)
+      dx[window] += dy @ w[i, j].T
+  return dx[:, pad:dx.shape[1] - pad, pad:dx.shape[2] - pad], dw
+
+
+@pytest.mark.parametrize("kernel,stride,size", [(3, 1, 9), (3, 2, 10),
+                                                (3, 2, 9), (1, 2, 9),
+                                                (7, 2, 12)])
+def test_conv_gradients_match_numpy(kernel, stride, size):
+  # The custom VJP (weight gradient from inputs held in memory on XLA:CPU),
+  # jitted as in training, against the sums written out.
+  rng = np.random.default_rng(kernel * 10 + size)
+  x = rng.normal(size=(3, size, size, 4)).astype(np.float32)
+  w = rng.normal(size=(kernel, kernel, 4, 5)).astype(np.float32)
+  out, vjp = jax.vjp(
+      jax.jit(lambda x, w: networks._conv2d(x, w, stride)), x, w)
+  np.testing.assert_allclose(out, _np_conv(x, w, stride, kernel // 2),
+                             rtol=1e-4, atol=1e-4)
+  dy = rng.normal(size=out.shape).astype(np.float32)
+  dx, dw = jax.jit(vjp)(dy)
+  expected_dx, expected_dw = _np_conv_grads(x, w, dy, stride, kernel // 2)
+  np.testing.assert_allclose(dx, expected_dx, rtol=1e-4, atol=1e-4)
+  np.testing.assert_allclose(dw, expected_dw, rtol=1e-4, atol=1e-4)
+
+
 def test_block_convs_pad_symmetrically(imagenet_run):
   _, params, seen = imagenet_run
   block_in, out = seen["stage_1_block_0/conv_0"]

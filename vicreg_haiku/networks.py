@@ -20,6 +20,49 @@ import jax.numpy as jnp
 _CONV_INIT = hk.initializers.VarianceScaling(2.0, "fan_out", "normal")
 
 
+def _on_xla_cpu() -> bool:
+  """Whether jit compiles for XLA:CPU, whose code generation the next two
+  helpers work around (accelerators take the plain path)."""
+  return jax.default_backend() == "cpu"
+
+
+def _in_memory(arrays: tuple[jax.Array, ...], replicated: jax.Array
+               ) -> tuple[jax.Array, ...]:
+  """`arrays`, each computed into a buffer of its own on XLA:CPU.
+
+  XLA:CPU fuses the elementwise ops that produce an array into each of its
+  consumers, recomputing them in every one. Into the layout transposes of a
+  weight-gradient convolution this is costly: such a fused transpose reads
+  each of its inputs at a stride of a whole image per element, 5-30x slower
+  than transposing a buffer. XLA:CPU drops `optimization_barrier` before
+  fusing, but the operands of a conditional are computed into memory first.
+  The predicate is always true, but XLA cannot tell: it reads an element of
+  `replicated`, an array every device holds whole (a parameter), so no device
+  waits for another.
+  """
+  if not _on_xla_cpu():
+    return arrays
+  first = replicated.reshape(-1)[0].astype(jnp.float32)
+  bits = jax.lax.bitcast_convert_type(first, jnp.int32)
+  return jax.lax.cond((bits | 1) != 0, lambda a: a,
+                      lambda a: jax.tree.map(jnp.zeros_like, a),  # never
+                      arrays)
+
+
+def _channel_sums(x: jax.Array) -> jax.Array:
+  """Sums over every axis but the last (the channels) of float32 `x`.
+
+  XLA:CPU turns a reduction over the ~10^5 positions of an activation into
+  strided reduce-windows (~2 GB/s); the same sum as a product with a vector
+  of ones is 2-15x faster (BENCHMARKS.md).
+  """
+  if not _on_xla_cpu():
+    return jnp.sum(x, axis=tuple(range(x.ndim - 1)))
+  rows = x.reshape(-1, x.shape[-1])
+  return jnp.dot(jnp.ones(rows.shape[0], x.dtype), rows,
+                 precision=jax.lax.Precision.HIGHEST)
+
+
 @functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
 def _batch_norm_train(x: jax.Array, scale: jax.Array, offset: jax.Array,
                       eps: float) -> tuple[jax.Array, jax.Array, jax.Array]:
@@ -28,9 +71,9 @@ def _batch_norm_train(x: jax.Array, scale: jax.Array, offset: jax.Array,
 
 
 def _batch_norm_train_fwd(x, scale, offset, eps):
-  axes = tuple(range(x.ndim - 1))
-  mean = jnp.mean(x, axis=axes)
-  var = jnp.mean(jnp.square(x - mean), axis=axes)
+  n = x.size // x.shape[-1]
+  mean = _channel_sums(x) / n
+  var = _channel_sums(jnp.square(x - mean)) / n
   rstd = jax.lax.rsqrt(var + eps)
   y = (x - mean) * (rstd * scale) + offset
   return (y, mean, var), (x, mean, rstd, scale)
@@ -48,11 +91,11 @@ def _batch_norm_train_bwd(eps, residuals, cotangents):
   del eps
   x, mean, rstd, scale = residuals
   dy, dmean, dvar = cotangents
-  axes = tuple(range(x.ndim - 1))
+  dy, = _in_memory((dy,), scale)  # else XLA:CPU recomputes it in both sums
   n = x.size // x.shape[-1]
   centred = x - mean
-  dy_sum = jnp.sum(dy, axis=axes)
-  dy_xhat_sum = jnp.sum(dy * centred, axis=axes) * rstd
+  dy_sum = _channel_sums(dy)
+  dy_xhat_sum = _channel_sums(dy * centred) * rstd
   a = rstd * scale
   b = (2 * dvar - a * rstd * dy_xhat_sum) / n
   c = (dmean - a * dy_sum) / n
@@ -101,10 +144,47 @@ class BatchNorm(hk.Module):
     return y.astype(x.dtype)
 
 
-def _conv(channels: int, kernel: int, stride: int, name: str) -> hk.Conv2D:
-  pad = kernel // 2
-  return hk.Conv2D(channels, kernel, stride=stride, padding=((pad, pad),) * 2,
-                   with_bias=False, w_init=_CONV_INIT, name=name)
+def _conv2d_autodiff(x: jax.Array, w: jax.Array, stride: int) -> jax.Array:
+  """NHWC x HWIO, torchvision's symmetric padding of kernel // 2."""
+  pad = w.shape[0] // 2
+  return jax.lax.conv_general_dilated(
+      x, w, (stride, stride), ((pad, pad), (pad, pad)),
+      dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+
+_conv2d = jax.custom_vjp(_conv2d_autodiff, nondiff_argnums=(2,))
+
+
+def _conv2d_fwd(x, w, stride):
+  return _conv2d(x, w, stride), (x, w)
+
+
+def _conv2d_bwd(stride, residuals, dy):
+  """Autodiff's two gradient convolutions, the weight gradient's inputs read
+  from memory (see `_in_memory`)."""
+  x, w = residuals
+  _, input_vjp = jax.vjp(lambda x: _conv2d_autodiff(x, w, stride), x)
+  x, dy = _in_memory((x, dy), w)
+  _, weight_vjp = jax.vjp(lambda w: _conv2d_autodiff(x, w, stride), w)
+  return input_vjp(dy)[0], weight_vjp(dy)[0]
+
+
+_conv2d.defvjp(_conv2d_fwd, _conv2d_bwd)
+
+
+class _Conv(hk.Module):
+  """A bias-free convolution; parameter "w" laid out as hk.Conv2D's (HWIO)."""
+
+  def __init__(self, channels: int, kernel: int, stride: int, name: str):
+    super().__init__(name=name)
+    self._channels = channels
+    self._kernel = kernel
+    self._stride = stride
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    shape = (self._kernel, self._kernel, x.shape[-1], self._channels)
+    w = hk.get_parameter("w", shape, x.dtype, init=_CONV_INIT)
+    return _conv2d(x, w, self._stride)
 
 
 _POOL_PADDING = ((0, 0), (1, 1), (1, 1), (0, 0))
@@ -167,11 +247,11 @@ class _BasicBlock(hk.Module):
   def __call__(self, x, is_training):
     shortcut = x
     if self._stride != 1 or x.shape[-1] != self._channels:
-      shortcut = _conv(self._channels, 1, self._stride, "shortcut_conv")(x)
+      shortcut = _Conv(self._channels, 1, self._stride, "shortcut_conv")(x)
       shortcut = BatchNorm(name="shortcut_batch_norm")(shortcut, is_training)
-    y = _conv(self._channels, 3, self._stride, "conv_0")(x)
+    y = _Conv(self._channels, 3, self._stride, "conv_0")(x)
     y = jax.nn.relu(BatchNorm(name="batch_norm_0")(y, is_training))
-    y = _conv(self._channels, 3, 1, "conv_1")(y)
+    y = _Conv(self._channels, 3, 1, "conv_1")(y)
     y = BatchNorm(zero_init=True, name="batch_norm_1")(y, is_training)
     return jax.nn.relu(y + shortcut)
 
@@ -189,13 +269,13 @@ class _Bottleneck(hk.Module):
     out_channels = self._channels * self.expansion
     shortcut = x
     if self._stride != 1 or x.shape[-1] != out_channels:
-      shortcut = _conv(out_channels, 1, self._stride, "shortcut_conv")(x)
+      shortcut = _Conv(out_channels, 1, self._stride, "shortcut_conv")(x)
       shortcut = BatchNorm(name="shortcut_batch_norm")(shortcut, is_training)
-    y = _conv(self._channels, 1, 1, "conv_0")(x)
+    y = _Conv(self._channels, 1, 1, "conv_0")(x)
     y = jax.nn.relu(BatchNorm(name="batch_norm_0")(y, is_training))
-    y = _conv(self._channels, 3, self._stride, "conv_1")(y)
+    y = _Conv(self._channels, 3, self._stride, "conv_1")(y)
     y = jax.nn.relu(BatchNorm(name="batch_norm_1")(y, is_training))
-    y = _conv(out_channels, 1, 1, "conv_2")(y)
+    y = _Conv(out_channels, 1, 1, "conv_2")(y)
     y = BatchNorm(zero_init=True, name="batch_norm_2")(y, is_training)
     return jax.nn.relu(y + shortcut)
 
@@ -219,9 +299,9 @@ class _ResNet(hk.Module):
 
   def __call__(self, images: jax.Array, is_training: bool) -> jax.Array:
     if self._stem == "imagenet":
-      x = _conv(self._width, 7, 2, "stem_conv")(images)
+      x = _Conv(self._width, 7, 2, "stem_conv")(images)
     else:  # CIFAR variant: a 3x3 stride-1 conv and no max-pool.
-      x = _conv(self._width, 3, 1, "stem_conv")(images)
+      x = _Conv(self._width, 3, 1, "stem_conv")(images)
     x = jax.nn.relu(BatchNorm(name="stem_batch_norm")(x, is_training))
     if self._stem == "imagenet":
       x = _max_pool_3x3_s2(x)
