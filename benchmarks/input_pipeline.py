@@ -22,7 +22,7 @@ import numpy as np
 
 from vicreg_haiku import datasets
 from vicreg_haiku import defaults
-from vicreg_haiku import pretraining
+from vicreg_haiku import pretrain_step
 
 
 def measure(recipe: str, augment_on: str, images: np.ndarray, batch: int,
@@ -51,7 +51,7 @@ def measure(recipe: str, augment_on: str, images: np.ndarray, batch: int,
 
 def measure_device_half(config, batch: dict, repeats: int) -> float:
   """Two-view images/s of the photometric half inside a jitted function."""
-  views = jax.jit(functools.partial(pretraining.two_views, config))
+  views = jax.jit(functools.partial(pretrain_step.two_views, config))
   batch = jax.device_put(batch)
   jax.block_until_ready(views(batch))
   start = time.perf_counter()

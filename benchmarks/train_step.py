@@ -7,7 +7,10 @@ The model is the PyTorch reference's (../shared/peers/torch_vicreg_step.py):
 ResNet-18 (ImageNet stem) + 512-2048-2048-2048 expander, two views, LARS.
 Prints the median step time over --steps after --warmup steps, the step's
 FLOPs from XLA's cost analysis, achieved GFLOP/s, the fraction of this
-machine's float32 matmul peak measured in the same run, and peak RSS.
+machine's float32 matmul peak measured in the same run, and the peak RSS of
+this process. With --augment_on host the process holds the step alone, as the
+PyTorch reference's does: TensorFlow is never imported (the output says
+whether it was); a training run adds its ~0.5 GiB for tf.data.
 
 XLA flags: the project's defaults (vicreg_haiku/xla_flags.py, as launch.py
 sets them) unless XLA_FLAGS already names them; the run prints XLA_FLAGS.
@@ -16,6 +19,7 @@ sets them) unless XLA_FLAGS already names them; the run prints XLA_FLAGS.
 import argparse
 import os
 import resource
+import sys
 import time
 
 from vicreg_haiku import xla_flags
@@ -27,11 +31,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from vicreg_haiku import defaults
-from vicreg_haiku import loop
+from vicreg_haiku import host_memory
 from vicreg_haiku import models
 from vicreg_haiku import parallel
 from vicreg_haiku import precision
-from vicreg_haiku import pretraining
+from vicreg_haiku import pretrain_step
 
 
 def matmul_peak_gflops(n: int = 2048, repeats: int = 5) -> float:
@@ -89,18 +93,19 @@ def main():
   precision.set_compute_dtype(args.precision)
   mesh = parallel.make_mesh()
   model = models.pretrain_model(config)
-  # The schedule's length comes from the (embedded) digits split: any serves.
-  optimizer, schedule = pretraining.make_optimizer(config)
+  # The schedule's length does not change the step's cost.
+  optimizer, schedule = pretrain_step.make_optimizer(config,
+                                                     steps_per_epoch=100)
   state = parallel.replicate(
-      pretraining.init_state(config, model, optimizer), mesh)
+      pretrain_step.init_state(config, model, optimizer), mesh)
   config.pretrain.augment_on = args.augment_on
   batch = parallel.global_batch(
       fake_batch(config, args.batch, args.size), mesh)
-  step = jax.jit(pretraining.make_step(config, model, optimizer, schedule),
+  step = jax.jit(pretrain_step.make_step(config, model, optimizer, schedule),
                  donate_argnums=0)
   compiled = step.lower(state, batch).compile()
   flops = compiled.cost_analysis().get("flops", float("nan"))
-  loop.release_freed_memory()  # as the training loop does after compiling
+  host_memory.release_freed_memory()  # as the training loop does
   for _ in range(args.warmup):
     state, metrics = compiled(state, batch)
     jax.block_until_ready(metrics)
@@ -118,7 +123,8 @@ def main():
         f"({jax.devices()[0].device_kind}) batch={args.batch} size={args.size} "
         f"precision={args.precision} augment_on={args.augment_on} "
         f"loss={float(metrics['loss']):.4f} "
-        f"XLA_FLAGS={os.environ['XLA_FLAGS']!r}")
+        f"XLA_FLAGS={os.environ['XLA_FLAGS']!r} "
+        f"tensorflow_imported={'tensorflow' in sys.modules}")
   print(f"RESULT images/s={args.batch / median:.1f} step={median:.3f}s "
         f"GFLOP/step={flops / 1e9:.1f} achieved={achieved:.0f} GFLOP/s "
         f"matmul_peak={peak:.0f} GFLOP/s ({100 * achieved / peak:.0f}% of peak) "

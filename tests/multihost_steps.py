@@ -17,7 +17,7 @@ import numpy as np
 
 from vicreg_haiku import optimizers
 from vicreg_haiku import parallel
-from vicreg_haiku import pretraining
+from vicreg_haiku import pretrain_step
 from vicreg_haiku import models
 
 import one_pretrain_step
@@ -44,8 +44,8 @@ def main(out_path: str) -> None:
   optimizer = optimizers.lars(schedule, weight_decay=1e-4,
                               trust_coefficient=0.02)
   state = parallel.replicate(
-      pretraining.init_state(config, model, optimizer), mesh)
-  step = jax.jit(pretraining.make_step(config, model, optimizer, schedule),
+      pretrain_step.init_state(config, model, optimizer), mesh)
+  step = jax.jit(pretrain_step.make_step(config, model, optimizer, schedule),
                  donate_argnums=0,
                  out_shardings=parallel.replicated_sharding(mesh))
   flat = {"process_count": np.asarray(count),

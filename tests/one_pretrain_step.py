@@ -15,7 +15,7 @@ from vicreg_haiku import defaults
 from vicreg_haiku import models
 from vicreg_haiku import optimizers
 from vicreg_haiku import parallel
-from vicreg_haiku import pretraining
+from vicreg_haiku import pretrain_step
 
 
 def tiny_config():
@@ -33,13 +33,13 @@ def main(out_path: str) -> None:
   schedule = optimizers.warmup_cosine(0.3, 16, 0, 10)
   optimizer = optimizers.lars(schedule, weight_decay=1e-4,
                               trust_coefficient=0.02)
-  state = pretraining.init_state(config, model, optimizer)
+  state = pretrain_step.init_state(config, model, optimizer)
   rng = np.random.default_rng(0)
   batch = {k: rng.normal(size=(16, 8, 8, 3)).astype(np.float32)
            for k in ("view_a", "view_b")}
 
   state = parallel.replicate(state, mesh)
-  step = jax.jit(pretraining.make_step(config, model, optimizer, schedule),
+  step = jax.jit(pretrain_step.make_step(config, model, optimizer, schedule),
                  out_shardings=parallel.replicated_sharding(mesh))
   new_state, metrics = step(state, parallel.global_batch(batch, mesh))
   flat = {"devices": np.asarray(jax.device_count())}

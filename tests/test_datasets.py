@@ -12,7 +12,7 @@ import cifar10_fake
 import stl10_fake
 from vicreg_haiku import datasets
 from vicreg_haiku import defaults
-from vicreg_haiku import pretraining
+from vicreg_haiku import pretrain_step
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -128,7 +128,7 @@ def test_device_augmentation_gives_the_host_views(fake_stl10_dir):
   device = _take(datasets.pretrain_batches(config, start_step=3), 2)
   for h, d in zip(host, device):
     assert d["crops"].dtype == np.uint8 and d["crops"].shape == (8, 2, 16, 16, 3)
-    views = pretraining.two_views(config, d)
+    views = pretrain_step.two_views(config, d)
     for key, view in zip(("view_a", "view_b"), views):
       np.testing.assert_allclose(np.asarray(view), h[key], atol=2e-5)
 

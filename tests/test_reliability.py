@@ -25,7 +25,9 @@ from absl import flags
 from test_config import load_config
 from test_runner import tiny
 from vicreg_haiku import checkpointing
+from vicreg_haiku import datasets
 from vicreg_haiku import models
+from vicreg_haiku import pretrain_step
 from vicreg_haiku import pretraining
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -98,9 +100,10 @@ def restore(workdir, step=None):
   """The newest checkpoint that restores, or that of `step`."""
   config = tiny(load_config("digits"), max_steps=6)
   model = models.pretrain_model(config)
-  optimizer, _ = pretraining.make_optimizer(config)
+  optimizer, _ = pretrain_step.make_optimizer(
+      config, datasets.pretrain_steps_per_epoch(config))
   target = jax.eval_shape(
-      lambda: pretraining.init_state(config, model, optimizer))
+      lambda: pretrain_step.init_state(config, model, optimizer))
   manager = checkpointing.manager(ckpt_dir(workdir))
   if step is None:
     return checkpointing.restore_latest(manager, target)
@@ -243,7 +246,7 @@ def test_collapse_warning_decision():
   assert warn(10, healthy, 0.01, 0.9) is None
   message = warn(10, collapsed, 0.01, 0.9)
   assert "step 10" in message and "95.0%" in message and "0.002" in message
-  stats = pretraining.embedding_stats(
+  stats = pretrain_step.embedding_stats(
       np.stack([np.arange(8.0), np.zeros(8), np.full(8, 3.0),
                 np.arange(8.0) * 1e-4], axis=1), 0.01)
   assert float(stats["collapsed_fraction"]) == 0.75

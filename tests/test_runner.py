@@ -9,9 +9,10 @@ import pytest
 from test_config import load_config
 from vicreg_haiku import checkpointing
 from vicreg_haiku import config_checks
+from vicreg_haiku import datasets
 from vicreg_haiku import models
+from vicreg_haiku import pretrain_step
 from vicreg_haiku import pretrained
-from vicreg_haiku import pretraining
 from vicreg_haiku import runner
 
 
@@ -114,8 +115,9 @@ def test_reused_encoder_gives_the_trained_features(digits_run):
   features = pretrained.load_encoder(workdir)(images)
   # Independently: the pretraining model's own encoder output, inference BN.
   model = models.pretrain_model(config)
-  optimizer, _ = pretraining.make_optimizer(config)
-  target = pretraining.init_state(config, model, optimizer)
+  optimizer, _ = pretrain_step.make_optimizer(
+      config, datasets.pretrain_steps_per_epoch(config))
+  target = pretrain_step.init_state(config, model, optimizer)
   state = checkpointing.restore_latest(
       checkpointing.manager(os.path.join(workdir, "pretrain", "checkpoints")),
       target)

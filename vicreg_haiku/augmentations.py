@@ -27,10 +27,7 @@ import ml_collections
 import numpy as np
 import tensorflow as tf
 
-# ITU-R 601-2 luma, as PIL's "L" conversion and torchvision's rgb_to_grayscale.
-GRAY_WEIGHTS = (0.299, 0.587, 0.114)
-# ImageOps.solarize(img) inverts pixels >= 128; the same on the [0, 1] scale.
-SOLARIZE_THRESHOLD = 128 / 255
+from vicreg_haiku import augmentation_constants
 
 Recipe = ml_collections.ConfigDict
 
@@ -41,10 +38,12 @@ def _clip(image: tf.Tensor) -> tf.Tensor:
 
 def grayscale(image: tf.Tensor) -> tf.Tensor:
   """[..., 3] -> [..., 1] luma."""
-  return tf.reduce_sum(image * tf.constant(GRAY_WEIGHTS), -1, keepdims=True)
+  weights = tf.constant(augmentation_constants.GRAY_WEIGHTS)
+  return tf.reduce_sum(image * weights, -1, keepdims=True)
 
 
-def solarize(image: tf.Tensor, threshold: float = SOLARIZE_THRESHOLD):
+def solarize(image: tf.Tensor,
+             threshold: float = augmentation_constants.SOLARIZE_THRESHOLD):
   return tf.where(image >= threshold, 1.0 - image, image)
 
 
@@ -359,17 +358,6 @@ def color_jitter(images: tf.Tensor, params: dict[str, tf.Tensor],
   return tf.where(_per_example(applied), y, x)
 
 
-def blur_kernel_size(recipe: Recipe, image_size: int) -> int:
-  """The recipe's kernel size, or one that holds 3 sigma of the largest sigma.
-
-  A fixed size keeps shapes static; Gaussian weights beyond 3 sigma of a
-  smaller sigma are negligible, so this matches a kernel that grows with
-  sigma. Single-bounce reflect padding caps the radius at size - 1.
-  """
-  size = recipe.blur_kernel_size or 2 * math.ceil(3 * recipe.blur_sigma[1]) + 1
-  return min(size, 2 * image_size - 1)
-
-
 def blur_kernel(sigma: tf.Tensor, kernel_size: int) -> tf.Tensor:
   """[B, kernel_size]: torchvision's 1-D Gaussian, exp(-x^2 / 2 sigma^2)
   over kernel_size taps, normalised; sigma = 0 gives the identity."""
@@ -421,8 +409,8 @@ def photometric(x: tf.Tensor, params: dict[str, tf.Tensor], recipe: Recipe,
     x = tf.where(_per_example(params["grayscale"]),
                  tf.tile(grayscale(x), [1, 1, 1, 3]), x)
   if recipe.blur_prob[index] > 0:
-    x = gaussian_blur(x, params["blur_sigma"],
-                      blur_kernel_size(recipe, x.shape[1]))
+    size = augmentation_constants.blur_kernel_size(recipe, x.shape[1])
+    x = gaussian_blur(x, params["blur_sigma"], size)
   if recipe.solarize_prob[index] > 0:
     x = tf.where(_per_example(params["solarize"]), solarize(x), x)
   return normalize(x, recipe.mean, recipe.std)

@@ -91,7 +91,7 @@ def make_step(model, optimizer):
     new = models.TrainState(state.step + 1,
                             optax.apply_updates(state.params, updates),
                             net_state, opt_state)
-    new, guard = loop.keep_if_finite(state, new, loss, grads, updates)
+    new, guard = optimizers.keep_if_finite(state, new, loss, grads, updates)
     return new, dict(metrics, **guard, loss=loss)
 
   return step

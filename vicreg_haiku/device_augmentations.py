@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from vicreg_haiku import augmentations
+from vicreg_haiku import augmentation_constants
 
 Params = Mapping[str, jax.Array]
 
@@ -34,7 +34,7 @@ def _per_example(x: jax.Array) -> jax.Array:
 
 def grayscale(x: jax.Array) -> jax.Array:
   """[..., 3] -> [..., 1] luma (ITU-R 601-2, as PIL and torchvision)."""
-  return jnp.sum(x * jnp.asarray(augmentations.GRAY_WEIGHTS), -1,
+  return jnp.sum(x * jnp.asarray(augmentation_constants.GRAY_WEIGHTS), -1,
                  keepdims=True)
 
 
@@ -143,11 +143,11 @@ def photometric(x: jax.Array, params: Params,
     x = jnp.where(_per_example(params["grayscale"]),
                   jnp.broadcast_to(grayscale(x), x.shape), x)
   if recipe.blur_prob[index] > 0:
-    x = gaussian_blur(x, params["blur_sigma"],
-                      augmentations.blur_kernel_size(recipe, x.shape[1]))
+    size = augmentation_constants.blur_kernel_size(recipe, x.shape[1])
+    x = gaussian_blur(x, params["blur_sigma"], size)
   if recipe.solarize_prob[index] > 0:
-    x = jnp.where(_per_example(params["solarize"])
-                  & (x >= augmentations.SOLARIZE_THRESHOLD), 1.0 - x, x)
+    bright = x >= augmentation_constants.SOLARIZE_THRESHOLD
+    x = jnp.where(_per_example(params["solarize"]) & bright, 1.0 - x, x)
   return normalize(x, recipe.mean, recipe.std)
 
 

@@ -6,7 +6,6 @@ params, BN state and optimizer state. Rerunning the same command after a
 preemption continues exactly where the newest good checkpoint left off.
 """
 
-import ctypes
 import dataclasses
 import math
 import os
@@ -15,12 +14,11 @@ import time
 from typing import Callable, Iterator, Mapping
 
 import jax
-import jax.numpy as jnp
 import numpy as np
-import optax
 from absl import logging
 
 from vicreg_haiku import checkpointing
+from vicreg_haiku import host_memory
 from vicreg_haiku import models
 from vicreg_haiku import parallel
 from vicreg_haiku import writers
@@ -66,24 +64,6 @@ class _SigtermFlag:
 
   def __exit__(self, *exc):
     signal.signal(signal.SIGTERM, self._previous)
-
-
-def keep_if_finite(state: models.TrainState, new: models.TrainState, loss,
-                   grads, updates):
-  """`new` when the loss, gradients and updates are finite, else `state` one
-  step on (the loop then stops or counts the step). The update is checked
-  too: a finite gradient times a huge learning rate overflows.
-
-  Returns (state, metrics: finite, grad_norm, update_norm).
-  """
-  grad_norm = optax.tree.norm(grads)
-  update_norm = optax.tree.norm(updates)
-  finite = (jnp.isfinite(loss) & jnp.isfinite(grad_norm)
-            & jnp.isfinite(update_norm))
-  kept = jax.tree.map(lambda n, o: jnp.where(finite, n, o), new,
-                      state._replace(step=state.step + 1))
-  return kept, {"finite": finite, "grad_norm": grad_norm,
-                "update_norm": update_norm}
 
 
 def _nonfinite_names(metrics: Mapping[str, np.ndarray]) -> list[str]:
@@ -138,17 +118,6 @@ def run(loop: LoopConfig, initial: models.TrainState, step_fn: StepFn,
       writer.close()
 
 
-def release_freed_memory() -> None:
-  """Hands memory that is freed but still held by glibc's allocator back to
-  the OS. Compiling the step leaves ~0.4 GiB of it on CPU, which the step's
-  own buffers do not reuse: trimming lowers the peak RSS by that much.
-  A no-op where libc has no malloc_trim (macOS, musl)."""
-  try:
-    ctypes.CDLL("libc.so.6").malloc_trim(0)
-  except (OSError, AttributeError):
-    pass
-
-
 def _check_finite(loop: LoopConfig, mngr, step: int,
                   metrics: dict[str, np.ndarray]) -> bool:
   """True when the step was finite; a non-finite one stops the run unless
@@ -181,7 +150,8 @@ def _train(loop, mngr, state, start, step_fn, batches, mesh, on_log,
   for step in range(start + 1, loop.total_steps + 1):
     state, metrics = step_fn(state, parallel.global_batch(next(stream), mesh))
     if step == start + 1:
-      release_freed_memory()  # the compiler's, before the step's buffers
+      # The compiler's freed heap, before the step's buffers grow into it.
+      host_memory.release_freed_memory()
     if pending is not None:
       skipped += not _check_finite(loop, mngr, pending[0],
                                    parallel.to_host(pending[1]))

@@ -1,4 +1,5 @@
-"""LARS in the official VICReg update order, and the official LR schedule."""
+"""LARS in the official VICReg update order, the official LR schedule, and
+the guard that drops a non-finite update."""
 
 import math
 
@@ -6,6 +7,8 @@ import haiku as hk
 import jax
 import jax.numpy as jnp
 import optax
+
+from vicreg_haiku import models
 
 # Haiku names of the parameters LARS leaves alone: biases ("b") and
 # BatchNorm scale/offset. Selected by name, never by ndim.
@@ -81,3 +84,21 @@ def warmup_cosine(base_lr: float, batch_size: int, warmup_steps: int,
     return jnp.where(step < warmup_steps, warm, peak * q + end * (1 - q))
 
   return schedule
+
+
+def keep_if_finite(state: models.TrainState, new: models.TrainState, loss,
+                   grads, updates):
+  """`new` when the loss, gradients and updates are finite, else `state` one
+  step on (the loop then stops or counts the step). The update is checked
+  too: a finite gradient times a huge learning rate overflows.
+
+  Returns (state, metrics: finite, grad_norm, update_norm).
+  """
+  grad_norm = optax.tree.norm(grads)
+  update_norm = optax.tree.norm(updates)
+  finite = (jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+            & jnp.isfinite(update_norm))
+  kept = jax.tree.map(lambda n, o: jnp.where(finite, n, o), new,
+                      state._replace(step=state.step + 1))
+  return kept, {"finite": finite, "grad_norm": grad_norm,
+                "update_norm": update_norm}

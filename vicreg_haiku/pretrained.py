@@ -16,10 +16,12 @@ import numpy as np
 import tensorflow as tf
 
 from vicreg_haiku import checkpointing
+from vicreg_haiku import datasets
 from vicreg_haiku import evaluation
 from vicreg_haiku import models
 from vicreg_haiku import parallel
 from vicreg_haiku import precision
+from vicreg_haiku import pretrain_step
 from vicreg_haiku import pretraining
 
 CONFIG_FILE = "config.json"
@@ -42,11 +44,13 @@ def restore_encoder(config: ml_collections.ConfigDict, workdir: str
   """The encoder params and BN state of the newest pretraining checkpoint."""
   directory = os.path.join(workdir, pretraining.PHASE, "checkpoints")
   model = models.pretrain_model(config)
-  optimizer, _ = pretraining.make_optimizer(config)
+  optimizer, _ = pretrain_step.make_optimizer(
+      config, datasets.pretrain_steps_per_epoch(config))
   replicated = parallel.replicated_sharding(parallel.make_mesh())
   target = jax.tree.map(
       lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated),
-      jax.eval_shape(lambda: pretraining.init_state(config, model, optimizer)))
+      jax.eval_shape(
+          lambda: pretrain_step.init_state(config, model, optimizer)))
   state = None
   if tf.io.gfile.isdir(directory):
     state = checkpointing.restore_latest(checkpointing.manager(directory),

@@ -1,25 +1,21 @@
-"""VICReg pretraining: the jitted step and the phase around it."""
+"""The pretraining phase: the step (pretrain_step.py) fed, looped, logged."""
 
 import functools
 import itertools
 import os
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import optax
 from absl import logging
 
 from vicreg_haiku import augmentations
 from vicreg_haiku import datasets
-from vicreg_haiku import device_augmentations
 from vicreg_haiku import evaluation
 from vicreg_haiku import loop
-from vicreg_haiku import losses
 from vicreg_haiku import models
-from vicreg_haiku import optimizers
 from vicreg_haiku import parallel
+from vicreg_haiku import pretrain_step
 from vicreg_haiku import writers
 
 PHASE = "pretrain"
@@ -31,47 +27,6 @@ def total_steps(config: ml_collections.ConfigDict) -> int:
   if config.pretrain.max_steps is not None:
     steps = min(steps, config.pretrain.max_steps)
   return steps
-
-
-def make_optimizer(config: ml_collections.ConfigDict
-                   ) -> tuple[optax.GradientTransformation, optax.Schedule]:
-  """LARS on the official warm-up + cosine schedule (over all epochs)."""
-  p = config.pretrain
-  steps_per_epoch = datasets.pretrain_steps_per_epoch(config)
-  schedule = optimizers.warmup_cosine(
-      p.base_lr, p.batch_size, p.warmup_epochs * steps_per_epoch,
-      p.epochs * steps_per_epoch)
-  optimizer = optimizers.lars(schedule, weight_decay=p.weight_decay,
-                              momentum=p.momentum,
-                              trust_coefficient=p.trust_coefficient)
-  return optimizer, schedule
-
-
-def init_state(config: ml_collections.ConfigDict, model, optimizer
-               ) -> models.TrainState:
-  size = config.dataset.image_size
-  dummy = jnp.zeros((2, size, size, 3), jnp.float32)
-
-  def init():
-    params, net_state = model.init(models.init_key(config.seed, 0), dummy,
-                                   dummy)
-    return models.TrainState(step=jnp.zeros([], jnp.int32), params=params,
-                             net_state=net_state,
-                             opt_state=optimizer.init(params))
-
-  return jax.jit(init)()
-
-
-def embedding_stats(z: jax.Array, collapse_std: float
-                    ) -> dict[str, jax.Array]:
-  """The per-dimension std over the batch, summarised for the collapse watch.
-
-  embedding_std: its mean over dimensions (~0 means collapse);
-  collapsed_fraction: the fraction of dimensions whose std < collapse_std.
-  """
-  std = jnp.std(z.astype(jnp.float32), axis=0)
-  return {"embedding_std": jnp.mean(std),
-          "collapsed_fraction": jnp.mean(std < collapse_std)}
 
 
 def collapse_warning(step: int, scalars, collapse_std: float,
@@ -88,50 +43,16 @@ def collapse_warning(step: int, scalars, collapse_std: float,
           "learning rate")
 
 
-def two_views(config: ml_collections.ConfigDict, batch
-              ) -> tuple[jax.Array, jax.Array]:
-  """The views of a pretrain_batches batch; made here when augment_on is
-  "device" (inside the jitted step, on the accelerator)."""
-  if config.pretrain.augment_on == "device":
-    recipe = config.augmentations[config.pretrain.augmentation]
-    return device_augmentations.two_views(batch, recipe)
-  return batch["view_a"], batch["view_b"]
-
-
-def make_step(config: ml_collections.ConfigDict, model,
-              optimizer: optax.GradientTransformation, schedule_lr):
-  """The pretraining step on the global batch: loss, grads, LARS update."""
-
-  def loss_fn(params, net_state, view_a, view_b):
-    (z_a, z_b, _), net_state = model.apply(params, net_state, None, view_a,
-                                           view_b)
-    loss, terms = losses.vicreg_loss(z_a, z_b, **config.loss)
-    stats = embedding_stats(z_a, config.pretrain.collapse_std)
-    return loss, (net_state, dict(terms, **stats))
-
-  def step(state: models.TrainState, batch):
-    (loss, (net_state, metrics)), grads = jax.value_and_grad(
-        loss_fn, has_aux=True)(state.params, state.net_state,
-                               *two_views(config, batch))
-    updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
-    new = models.TrainState(state.step + 1, optax.apply_updates(state.params, updates),
-                            net_state, opt_state)
-    new, guard = loop.keep_if_finite(state, new, loss, grads, updates)
-    metrics = dict(metrics, **guard, loss=loss, lr=schedule_lr(state.step))
-    return new, metrics
-
-  return step
-
-
 def run(config: ml_collections.ConfigDict, workdir: str, mesh
         ) -> dict[str, dict]:
   """Pretrains (resuming if it can); returns the final kNN monitor result."""
   phase_dir = os.path.join(workdir, PHASE)
   model = models.pretrain_model(config)
-  optimizer, schedule = make_optimizer(config)
+  optimizer, schedule = pretrain_step.make_optimizer(
+      config, datasets.pretrain_steps_per_epoch(config))
   p = config.pretrain
   replicated = parallel.replicated_sharding(mesh)
-  step_fn = jax.jit(make_step(config, model, optimizer, schedule),
+  step_fn = jax.jit(pretrain_step.make_step(config, model, optimizer, schedule),
                     donate_argnums=0, out_shardings=replicated)
   monitor = evaluation.Monitor(config, mesh)
 
@@ -156,7 +77,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, mesh
       checkpoint_every_seconds=p.checkpoint_every_seconds,
       skip_nonfinite=p.skip_nonfinite)
   batches = functools.partial(_pretrain_stream, config, phase_dir)
-  initial = init_state(config, model, optimizer)
+  initial = pretrain_step.init_state(config, model, optimizer)
   state = loop.run(loop_config, initial, step_fn, batches, mesh, on_log,
                    watch_collapse)
   top1 = monitor.knn_top1(state.params, state.net_state)
@@ -179,7 +100,8 @@ def _write_view_grid(config, phase_dir: str, batch, pairs: int = 8) -> None:
     return
   recipe = config.augmentations[config.pretrain.augmentation]
   first = jax.tree.map(lambda x: x[:pairs], batch)
-  view_a, view_b = jax.jit(functools.partial(two_views, config))(first)
+  views = jax.jit(functools.partial(pretrain_step.two_views, config))
+  view_a, view_b = views(first)
   grid = augmentations.view_grid(view_a, view_b, recipe.mean, recipe.std)
   augmentations.write_png(os.path.join(phase_dir, "views.png"), grid)
   writer = writers.MetricsWriter(phase_dir)

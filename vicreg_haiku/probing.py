@@ -11,16 +11,17 @@ import ml_collections
 from vicreg_haiku import datasets
 from vicreg_haiku import evaluation
 from vicreg_haiku import models
+from vicreg_haiku import pretrain_step
 from vicreg_haiku import pretrained
-from vicreg_haiku import pretraining
 
 PHASE = "linear_probe"
 
 
 def _random_init_encoder(config):
   model = models.pretrain_model(config)
-  optimizer, _ = pretraining.make_optimizer(config)
-  state = pretraining.init_state(config, model, optimizer)
+  optimizer, _ = pretrain_step.make_optimizer(
+      config, datasets.pretrain_steps_per_epoch(config))
+  state = pretrain_step.init_state(config, model, optimizer)
   return state.params, state.net_state
 
 

@@ -1,0 +1,94 @@
+"""The VICReg pretraining step: optimizer, initial state and the update.
+
+Pure functions of the config and the model, with no input pipeline or I/O:
+importing this module loads neither TensorFlow nor tf.data, so the step can
+be run and measured on its own (benchmarks/train_step.py).
+"""
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+
+from vicreg_haiku import device_augmentations
+from vicreg_haiku import losses
+from vicreg_haiku import models
+from vicreg_haiku import optimizers
+
+
+def make_optimizer(config: ml_collections.ConfigDict, steps_per_epoch: int
+                   ) -> tuple[optax.GradientTransformation, optax.Schedule]:
+  """LARS on the official warm-up + cosine schedule (over all epochs).
+
+  steps_per_epoch: datasets.pretrain_steps_per_epoch(config).
+  """
+  p = config.pretrain
+  schedule = optimizers.warmup_cosine(
+      p.base_lr, p.batch_size, p.warmup_epochs * steps_per_epoch,
+      p.epochs * steps_per_epoch)
+  optimizer = optimizers.lars(schedule, weight_decay=p.weight_decay,
+                              momentum=p.momentum,
+                              trust_coefficient=p.trust_coefficient)
+  return optimizer, schedule
+
+
+def init_state(config: ml_collections.ConfigDict, model, optimizer
+               ) -> models.TrainState:
+  size = config.dataset.image_size
+  dummy = jnp.zeros((2, size, size, 3), jnp.float32)
+
+  def init():
+    params, net_state = model.init(models.init_key(config.seed, 0), dummy,
+                                   dummy)
+    return models.TrainState(step=jnp.zeros([], jnp.int32), params=params,
+                             net_state=net_state,
+                             opt_state=optimizer.init(params))
+
+  return jax.jit(init)()
+
+
+def embedding_stats(z: jax.Array, collapse_std: float
+                    ) -> dict[str, jax.Array]:
+  """The per-dimension std over the batch, summarised for the collapse watch.
+
+  embedding_std: its mean over dimensions (~0 means collapse);
+  collapsed_fraction: the fraction of dimensions whose std < collapse_std.
+  """
+  std = jnp.std(z.astype(jnp.float32), axis=0)
+  return {"embedding_std": jnp.mean(std),
+          "collapsed_fraction": jnp.mean(std < collapse_std)}
+
+
+def two_views(config: ml_collections.ConfigDict, batch
+              ) -> tuple[jax.Array, jax.Array]:
+  """The views of a pretrain_batches batch; made here when augment_on is
+  "device" (inside the jitted step, on the accelerator)."""
+  if config.pretrain.augment_on == "device":
+    recipe = config.augmentations[config.pretrain.augmentation]
+    return device_augmentations.two_views(batch, recipe)
+  return batch["view_a"], batch["view_b"]
+
+
+def make_step(config: ml_collections.ConfigDict, model,
+              optimizer: optax.GradientTransformation, schedule_lr):
+  """The pretraining step on the global batch: loss, grads, LARS update."""
+
+  def loss_fn(params, net_state, view_a, view_b):
+    (z_a, z_b, _), net_state = model.apply(params, net_state, None, view_a,
+                                           view_b)
+    loss, terms = losses.vicreg_loss(z_a, z_b, **config.loss)
+    stats = embedding_stats(z_a, config.pretrain.collapse_std)
+    return loss, (net_state, dict(terms, **stats))
+
+  def step(state: models.TrainState, batch):
+    (loss, (net_state, metrics)), grads = jax.value_and_grad(
+        loss_fn, has_aux=True)(state.params, state.net_state,
+                               *two_views(config, batch))
+    updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+    new = models.TrainState(state.step + 1, optax.apply_updates(state.params, updates),
+                            net_state, opt_state)
+    new, guard = optimizers.keep_if_finite(state, new, loss, grads, updates)
+    metrics = dict(metrics, **guard, loss=loss, lr=schedule_lr(state.step))
+    return new, metrics
+
+  return step
