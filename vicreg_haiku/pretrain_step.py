@@ -85,7 +85,8 @@ def make_step(config: ml_collections.ConfigDict, model,
         loss_fn, has_aux=True)(state.params, state.net_state,
                                *two_views(config, batch))
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
-    new = models.TrainState(state.step + 1, optax.apply_updates(state.params, updates),
+    new = models.TrainState(state.step + 1,
+                            optax.apply_updates(state.params, updates),
                             net_state, opt_state)
     new, guard = optimizers.keep_if_finite(state, new, loss, grads, updates)
     metrics = dict(metrics, **guard, loss=loss, lr=schedule_lr(state.step))
