@@ -20,15 +20,24 @@ def load_config(name: str):
   return module.get_config()
 
 
-@pytest.mark.parametrize("name", ["digits", "stl10"])
+@pytest.mark.parametrize("name", ["digits", "stl10", "folder", "imagenet",
+                                  "imagenet100"])
 def test_shipped_configs_are_valid(name):
-  config_checks.validate(load_config(name), device_count=1)
+  config = load_config(name)
+  if config.dataset.name == "folder":
+    config.dataset.folder = "/data/photos"  # the one key a user must give
+  config_checks.validate(config, device_count=1)
+
+
+def test_a_folder_without_its_root_is_refused():
+  with pytest.raises(config_checks.ConfigError,
+                     match=r"needs --config.dataset.folder=ROOT"):
+    config_checks.validate(load_config("folder"), device_count=1)
 
 
 @pytest.mark.parametrize("key, value, words", [
     ("mode", "train", "config.mode='train' is not one of"),
     ("precision", "float16", "config.precision='float16' is not one of"),
-    ("dataset.name", "imagenet", "config.dataset.name='imagenet'"),
     ("model.encoder", "vit", "config.model.encoder='vit'"),
     ("model.stem", "deep", "config.model.stem='deep'"),
     ("pretrain.augmentation", "simclr", "config.pretrain.augmentation='simclr'"),
@@ -77,9 +86,9 @@ def test_launch_refuses_an_unknown_key(tmp_path):
 
 
 def test_launch_refuses_a_bad_value_before_writing(tmp_path):
-  result, workdir = _launch(tmp_path, "--config.dataset.name=mnist")
+  result, workdir = _launch(tmp_path, "--config.model.encoder=vit")
   assert result.returncode == 1
   lines = [l for l in result.stderr.splitlines() if l.startswith("error:")]
-  assert lines == ["error: config.dataset.name='mnist' is not one of "
-                   "('digits', 'stl10', 'cifar10')"]
+  assert lines == ["error: config.model.encoder='vit' is not one of "
+                   "('resnet18', 'resnet50')"]
   assert not workdir.exists()

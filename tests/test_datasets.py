@@ -13,6 +13,7 @@ import stl10_fake
 from vicreg_haiku import datasets
 from vicreg_haiku import defaults
 from vicreg_haiku import pretrain_step
+from vicreg_haiku import sources
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -57,6 +58,14 @@ def _take(iterator, n):
   return [next(iterator) for _ in range(n)]
 
 
+def _shard_examples(config, split, index=0, count=1):
+  """(uint8 images, labels) of a process's shard, read as the pipeline does."""
+  shard = sources.shard(config, split, index, count)
+  examples = [shard.read(i) for i in range(shard.size)]
+  return (np.stack([image.numpy() for image, _ in examples]),
+          np.array([label.numpy() for _, label in examples]))
+
+
 def test_digits_splits():
   config = _digits_config()
   assert datasets.num_examples(config, "train") == 1257
@@ -68,9 +77,8 @@ def test_fake_stl10_is_read_in_the_real_layout(fake_stl10_dir, tmp_path):
   expected = stl10_fake.write_binaries(str(tmp_path))  # same seed, same data
   config = _stl10_config(fake_stl10_dir)
   assert datasets.num_examples(config, "unlabelled+train") == 64
-  images, labels = datasets._source(  # pylint: disable=protected-access
-      "stl10", fake_stl10_dir, "train", 0, 1)
-  assert _pairs(images.numpy(), labels) == _pairs(*expected["train"])
+  assert _pairs(*_shard_examples(config, "train")) == _pairs(
+      *expected["train"])
 
 
 def test_fake_cifar10_is_read_in_the_real_layout(fake_cifar10_dir, tmp_path):
@@ -79,9 +87,7 @@ def test_fake_cifar10_is_read_in_the_real_layout(fake_cifar10_dir, tmp_path):
   assert datasets.num_classes(config) == 10
   for split in ("train", "test"):
     assert datasets.num_examples(config, split) == 20
-    images, labels = datasets._source(  # pylint: disable=protected-access
-        "cifar10", fake_cifar10_dir, split, 0, 1)
-    assert _pairs(images.numpy(), labels) == _pairs(*expected[split])
+    assert _pairs(*_shard_examples(config, split)) == _pairs(*expected[split])
 
 
 @pytest.mark.parametrize("source", ["digits", "stl10"])
@@ -137,9 +143,8 @@ def test_host_shards_are_disjoint_and_cover_the_split(fake_stl10_dir):
   config = _stl10_config(fake_stl10_dir)
   seen = []
   for index in range(3):
-    images, _ = datasets._source(  # pylint: disable=protected-access
-        "stl10", fake_stl10_dir, "unlabelled+train", index, 3)
-    seen += [im.tobytes() for im in images.numpy()]
+    images, _ = _shard_examples(config, "unlabelled+train", index, 3)
+    seen += [im.tobytes() for im in images]
   assert len(seen) == len(set(seen)) == 64
   local = next(datasets.pretrain_batches(config, process_index=1,
                                          process_count=2))
@@ -209,7 +214,7 @@ def test_labelled_batches(augment, fake_stl10_dir):
 
 def test_missing_stl10_fails_fast_with_a_clear_message(tmp_path, monkeypatch):
   # No network in tests: the download probe says the source is unreachable.
-  monkeypatch.setattr(datasets, "_reachable", lambda *args, **kwargs: False)
+  monkeypatch.setattr(sources, "_reachable", lambda *args, **kwargs: False)
   config = _stl10_config(str(tmp_path / "empty"))
   start = time.perf_counter()
   with pytest.raises(datasets.DataError, match="tfds build stl10") as error:
@@ -221,11 +226,11 @@ def test_missing_stl10_fails_fast_with_a_clear_message(tmp_path, monkeypatch):
 
 def test_reachable_probe_returns_quickly_on_a_closed_port():
   start = time.perf_counter()
-  assert not datasets._reachable("127.0.0.1", 9, timeout=2)  # pylint: disable=protected-access
+  assert not sources._reachable("127.0.0.1", 9, timeout=2)  # pylint: disable=protected-access
   assert time.perf_counter() - start < 5
 
 
 def test_bad_images_raise_data_error():
   with pytest.raises(datasets.DataError, match="uint8"):
-    datasets._check_images(  # pylint: disable=protected-access
+    sources._check_images(  # pylint: disable=protected-access
         np.zeros((2, 8, 8), np.float32), "somewhere")

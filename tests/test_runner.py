@@ -154,8 +154,8 @@ def test_every_phase_on_fake_stl10(fake_stl10_dir, tmp_path):
 
 def test_missing_data_stops_before_the_workdir_is_written(tmp_path,
                                                           monkeypatch):
-  from vicreg_haiku import datasets  # pylint: disable=g-import-not-at-top
-  monkeypatch.setattr(datasets, "_reachable", lambda *args, **kwargs: False)
+  from vicreg_haiku import sources  # pylint: disable=g-import-not-at-top
+  monkeypatch.setattr(sources, "_reachable", lambda *args, **kwargs: False)
   config = tiny(load_config("stl10"))
   config.dataset.data_dir = str(tmp_path / "empty_tfds")
   with pytest.raises(datasets.DataError, match="not prepared"):

@@ -21,13 +21,14 @@ VICReg paper and the original notebook meant by them.
 import functools
 import math
 import os
-from typing import Sequence
+from typing import Optional, Sequence
 
 import ml_collections
 import numpy as np
 import tensorflow as tf
 
 from vicreg_haiku import augmentation_constants
+from vicreg_haiku import decoding
 
 Recipe = ml_collections.ConfigDict
 
@@ -81,14 +82,17 @@ def _per_example(x: tf.Tensor) -> tf.Tensor:
 # ------------------------------------------------------------ geometry ---
 
 
-def crop_boxes(u: tf.Tensor, height: int, width: int, scale: Sequence[float],
+def crop_boxes(u: tf.Tensor, height, width, scale: Sequence[float],
                ratio: Sequence[float]) -> tuple[tf.Tensor, ...]:
   """torchvision's RandomResizedCrop.get_params for a batch: (top, left, h, w).
 
   Ten candidate boxes per example; the first that fits wins, else the central
-  crop with the ratio clamped, exactly as torchvision's loop.
+  crop with the ratio clamped, exactly as torchvision's loop. `height` and
+  `width` (the image's) may be Python ints or int32 tensors.
   """
-  area = float(height * width)
+  height = tf.cast(height, tf.int32)
+  width = tf.cast(width, tf.int32)
+  area = tf.cast(height * width, tf.float32)
   target_area = area * _between(_take(u, "area"), *scale)
   aspect = tf.exp(_between(_take(u, "log_ratio"), math.log(ratio[0]),
                            math.log(ratio[1])))
@@ -99,16 +103,15 @@ def crop_boxes(u: tf.Tensor, height: int, width: int, scale: Sequence[float],
   w = tf.gather(w, first, batch_dims=1)
   h = tf.gather(h, first, batch_dims=1)
 
-  in_ratio = width / height
-  if in_ratio < ratio[0]:
-    fallback = (round(width / ratio[0]), width)
-  elif in_ratio > ratio[1]:
-    fallback = (height, round(height * ratio[1]))
-  else:
-    fallback = (height, width)
+  # The fallback in float64, as torchvision's Python arithmetic.
+  h64, w64 = tf.cast(height, tf.float64), tf.cast(width, tf.float64)
+  in_ratio = w64 / h64
+  narrow, wide = in_ratio < ratio[0], in_ratio > ratio[1]
+  fallback_h = tf.where(narrow, tf.round(w64 / ratio[0]), h64)
+  fallback_w = tf.where(wide, tf.round(h64 * ratio[1]), w64)
   found = tf.reduce_any(fits, axis=1)
-  h = tf.where(found, h, fallback[0])
-  w = tf.where(found, w, fallback[1])
+  h = tf.where(found, h, tf.cast(fallback_h, tf.int32))
+  w = tf.where(found, w, tf.cast(fallback_w, tf.int32))
 
   def offset(name, room):
     pick = tf.cast(_take(u, name)[:, 0] * tf.cast(room + 1, tf.float32),
@@ -133,93 +136,134 @@ def _kernel(name: str):
   raise ValueError(f"Unsupported interpolation {name!r}: bicubic or bilinear.")
 
 
-def resample_matrix(start: tf.Tensor, length: tf.Tensor, in_size: int,
-                    out_size: int, interpolation: str) -> tf.Tensor:
-  """[B, out, in] weights resizing [start, start + length) to out_size.
+def _pil_weights(in_size, out_size, interpolation: str) -> tf.Tensor:
+  """[out_size, in_size]: PIL's resampling coefficients along one axis.
 
-  PIL's separable resampling (what torchvision's RandomResizedCrop runs on
-  PIL images): the kernel widens by the downscale factor (antialiasing) and
-  taps outside the crop are dropped, weights renormalised.
+  Output pixel j samples the input around centre (j + 0.5) * scale; the
+  kernel widens by the downscale factor (antialiasing), and taps outside the
+  image are dropped, the rest renormalised, as PIL's precompute_coeffs.
   """
-  start = tf.cast(start, tf.float32)[:, None, None]
-  length = tf.cast(length, tf.float32)[:, None, None]
-  scale = length / out_size
-  centre = start + (tf.range(out_size, dtype=tf.float32)[:, None] + 0.5) * scale
-  x = tf.range(in_size, dtype=tf.float32)
-  weights = _kernel(interpolation)((x + 0.5 - centre) / tf.maximum(scale, 1.0))
-  inside = (x >= start) & (x < start + length)
-  weights = tf.where(inside, weights, 0.0)
-  return weights / tf.reduce_sum(weights, axis=-1, keepdims=True)
+  scale = tf.cast(in_size, tf.float32) / tf.cast(out_size, tf.float32)
+  centre = (tf.range(out_size, dtype=tf.float32)[:, None] + 0.5) * scale
+  x = tf.range(in_size, dtype=tf.float32)[None, :]
+  weights = _kernel(interpolation)((x + 0.5 - centre)
+                                   / tf.maximum(scale, 1.0))
+  return weights / tf.reduce_sum(weights, axis=1, keepdims=True)
 
 
-def _apply_separable(rows: tf.Tensor, cols: tf.Tensor,
-                     images: tf.Tensor) -> tf.Tensor:
-  """images [B, H, W, C] -> rows @ image @ cols^T per example and channel."""
-  x = tf.einsum("bih,bhwc->biwc", rows, images)
-  return tf.einsum("bjw,biwc->bijc", cols, x)
+def _round(x: tf.Tensor) -> tf.Tensor:
+  """To uint8 values as PIL's fixed point does: halves round up."""
+  return tf.floor(tf.clip_by_value(x, 0.0, 255.0) + 0.5)
 
 
-def _resize_kernel_args(size: int, height: int, width: int,
-                        interpolation: str) -> dict:
-  """tf.image.resize arguments that reproduce PIL's resampling.
+def resize_pil(image: tf.Tensor, height, width,
+               interpolation: str) -> tf.Tensor:
+  """uint8 [h, w, 3] -> float32 [height, width, 3] of uint8 values: PIL's
+  Image.resize, which torchvision's transforms run on PIL images.
 
-  PIL (torchvision's RandomResizedCrop on PIL images) widens the kernel by
-  the downscale factor and drops taps outside the crop, renormalising:
-  tf.image.resize with antialias=True (ScaleAndTranslate) is that, exactly.
-  When every crop is upscaled (the output is at least as large as the whole
-  image, so at least as large as any crop), antialiasing is a no-op and
-  TF's plain half-pixel ResizeBicubic / ResizeBilinear give the same
-  weights (also dropping and renormalising out-of-crop taps) at a fifth of
-  the cost. ResizeBicubic reads its Keys (a = -0.5) weights from a table of
-  1024 offsets: within 7e-4 of PIL's weights in [0, 1] units, below PIL's
-  own rounding to uint8 (2e-3).
+  PIL resizes the width, rounds to uint8, then the height, and rounds. Each
+  pass here is a float32 product with the dense coefficient matrix
+  (_pil_weights): within 1/255 of PIL's 22-bit fixed point at ~0.1% of the
+  pixels (bicubic crops) to ~3% (bilinear, whose weights often sum to exact
+  halves), and on a CPU as fast as tf.image.resize's ScaleAndTranslate,
+  whose weights differ from PIL's (bicubic: up to 5/255 at ~15% of the
+  pixels; measured on crops of scikit-learn's sample photos).
   """
-  if interpolation not in ("bicubic", "bilinear"):
-    raise ValueError(
-        f"Unsupported interpolation {interpolation!r}: bicubic or bilinear.")
-  return dict(method=interpolation, antialias=size < max(height, width))
+  x = tf.cast(image, tf.float32)
+  rows = tf.shape(x)[0]
+  cols = _pil_weights(tf.shape(x)[1], width, interpolation)
+  # [h, 3, w] @ [w, width]: every row and channel at once.
+  x = _round(tf.matmul(tf.transpose(x, [0, 2, 1]), cols, transpose_b=True))
+  x = tf.matmul(_pil_weights(rows, height, interpolation),
+                tf.reshape(x, tf.stack([rows, 3 * width])))
+  return _round(tf.transpose(tf.reshape(x, tf.stack([height, 3, width])),
+                             [0, 2, 1]))
 
 
-def _crop_resize(image: tf.Tensor, u: tf.Tensor, size: int,
+def _decoded(image: tf.Tensor, encoded: bool, make):
+  """make(height, width, crop) on `image`: uint8 [H, W, 3], or its encoded
+  bytes. crop(top, left, h, w) -> uint8 [h, w, 3].
+
+  Encoded images are decoded whole (decoding.decode_rgb: PIL's pixels).
+  libjpeg's crop-window decoding would read less, but its chroma upsampling
+  at the window's edges differs from decoding then cropping (up to 22/255
+  at 0.5% of a 4:2:0 JPEG's pixels), and two views need about the whole
+  image anyway.
+  """
+  if encoded:
+    image = decoding.decode_rgb(image)
+  shape = tf.shape(image)
+
+  def crop(top, left, h, w):
+    return tf.slice(image, tf.stack([top, left, 0]), tf.stack([h, w, 3]))
+
+  return make(shape[0], shape[1], crop)
+
+
+def _crop_resize(height, width, crop, u: tf.Tensor, size: int,
                  scale: Sequence[float], ratio: Sequence[float],
                  interpolation: str, flip_prob: float) -> tf.Tensor:
-  """One view: uint8 [H, W, 3] -> float32 [size, size, 3] on the 0-255 scale.
+  """One view -> float32 [size, size, 3] of uint8 values.
 
-  RandomResizedCrop then RandomHorizontalFlip. The crop is a slice and the
-  resize one TF kernel; the flip mirrors the small uint8 crop before the
-  resize (the same as after it: the kernels are symmetric), under tf.cond,
-  which costs a third of a select between a float view and its mirror.
+  RandomResizedCrop then RandomHorizontalFlip, as torchvision on PIL images.
   """
-  height, width = image.shape[0], image.shape[1]
   top, left, h, w = (t[0] for t in crop_boxes(u[None], height, width, scale,
                                                ratio))
-  crop = tf.slice(image, tf.stack([top, left, 0]), tf.stack([h, w, 3]))
-  crop = tf.cond(u[_SLICES["flip"]][0] < flip_prob,
-                 lambda: tf.reverse(crop, [1]), lambda: crop)
-  return tf.image.resize(crop, [size, size],
-                         **_resize_kernel_args(size, height, width,
-                                               interpolation))
+  view = resize_pil(crop(top, left, h, w), size, size, interpolation)
+  return tf.cond(u[_SLICES["flip"]][0] < flip_prob,
+                 lambda: tf.reverse(view, [1]), lambda: view)
 
 
 def crop_view(image: tf.Tensor, u: tf.Tensor, size: int,
               scale: Sequence[float], ratio: Sequence[float],
-              interpolation: str, flip_prob: float) -> tf.Tensor:
-  """One example: uint8 [H, W, 3], u [NUM_UNIFORMS] -> float32 [size, size, 3].
+              interpolation: str, flip_prob: float, *,
+              encoded: bool = False) -> tf.Tensor:
+  """One example: uint8 [H, W, 3] (or its encoded bytes), u [NUM_UNIFORMS]
+  -> float32 [size, size, 3] in [0, 1].
 
-  RandomResizedCrop then RandomHorizontalFlip, in [0, 1]; per example (the
-  input pipeline maps it over examples).
+  RandomResizedCrop then RandomHorizontalFlip, rounded to uint8 as PIL's
+  transforms are; per example (the input pipeline maps it over examples).
   """
-  return _clip(_crop_resize(image, u, size, scale, ratio, interpolation,
-                            flip_prob) / 255.0)
+  view = _decoded(image, encoded, lambda height, width, crop: _crop_resize(
+      height, width, crop, u, size, scale, ratio, interpolation, flip_prob))
+  return view / 255.0
 
 
-def resize(images: tf.Tensor, size: int, interpolation: str) -> tf.Tensor:
-  """uint8 [B, H, W, 3] -> float32 [B, size, size, 3] in [0, 1]; no crop."""
-  batch, height, width = tf.shape(images)[0], images.shape[1], images.shape[2]
-  full = lambda n: tf.fill([batch], n)
-  rows = resample_matrix(full(0), full(height), height, size, interpolation)
-  cols = resample_matrix(full(0), full(width), width, size, interpolation)
-  return _clip(_apply_separable(rows, cols, tf.cast(images, tf.float32)) / 255)
+def eval_view(image: tf.Tensor, size: int, interpolation: str,
+              shape: Optional[tuple[int, int]], *,
+              encoded: bool = False) -> tf.Tensor:
+  """The evaluation transform of one example, without randomness: uint8
+  [H, W, 3] (or its encoded bytes) -> float32 [size, size, 3] in [0, 1].
+
+  A split whose images share one `shape` (H, W) (digits, CIFAR-10, STL10)
+  is resized whole with `interpolation`. Any other gets the official
+  evaluation transform (facebookresearch/vicreg evaluate.py: Resize(256),
+  CenterCrop(224), both torchvision's, bilinear, on PIL images) scaled to
+  `size`: the shorter side resized to int(size * 256 / 224) and the longer
+  to int(that * longer / shorter), then the central size x size, its
+  offsets rounded as torchvision's.
+  """
+  if encoded:
+    image = decoding.decode_rgb(image)
+  if shape is not None:
+    image = tf.ensure_shape(image, [*shape, 3])
+    return resize_pil(image, size, size, interpolation) / 255.0
+  height, width = tf.shape(image)[0], tf.shape(image)[1]
+  target = size * 256 // 224
+  short, long = tf.minimum(height, width), tf.maximum(height, width)
+  scaled = tf.cast(tf.cast(target * long, tf.float64)
+                   / tf.cast(short, tf.float64), tf.int32)
+  portrait = width <= height  # torchvision's test: the width is the short side
+  new_h = tf.where(portrait, scaled, target)
+  new_w = tf.where(portrait, target, scaled)
+  resized = resize_pil(image, new_h, new_w, "bilinear")
+
+  def centre(extent):
+    return tf.cast(tf.round(tf.cast(extent - size, tf.float64) / 2), tf.int32)
+
+  view = tf.slice(resized, tf.stack([centre(new_h), centre(new_w), 0]),
+                  [size, size, 3])
+  return view / 255.0
 
 
 def rotate(images: tf.Tensor, degrees: tf.Tensor) -> tf.Tensor:
@@ -416,22 +460,27 @@ def photometric(x: tf.Tensor, params: dict[str, tf.Tensor], recipe: Recipe,
   return normalize(x, recipe.mean, recipe.std)
 
 
-def crop_views(image: tf.Tensor, u: tf.Tensor, recipe: Recipe,
-               size: int) -> tf.Tensor:
-  """Per example: uint8 [H, W, 3], u [2, NUM_UNIFORMS] -> uint8 [2, size, size, 3].
+def crop_views(image: tf.Tensor, u: tf.Tensor, recipe: Recipe, size: int, *,
+               encoded: bool = False) -> tf.Tensor:
+  """Per example: uint8 [H, W, 3] (or its encoded bytes), u [2, NUM_UNIFORMS]
+  -> uint8 [2, size, size, 3].
 
   The geometric half of both views (crop, resize, flip, rotation), rounded
   to uint8 as PIL's transforms are: a quarter of the bytes to batch, and to
   send to the accelerator when the photometric half runs there.
   """
-  views = tf.stack([_crop_resize(image, u[v], size, recipe.crop_scale,
-                                 recipe.crop_ratio, recipe.interpolation,
-                                 recipe.flip_prob) for v in range(2)])
+  def both(height, width, crop):
+    return tf.stack([_crop_resize(height, width, crop, u[v], size,
+                                  recipe.crop_scale, recipe.crop_ratio,
+                                  recipe.interpolation, recipe.flip_prob)
+                     for v in range(2)])
+
+  views = _decoded(image, encoded, both)
   if recipe.rotation_degrees:
     degrees = recipe.rotation_degrees
     views = rotate(views, _between(_take(u, "rotation")[:, 0], -degrees,
                                    degrees))
-  return tf.cast(tf.round(tf.clip_by_value(views, 0.0, 255.0)), tf.uint8)
+  return tf.cast(_round(views), tf.uint8)
 
 
 def view_params(u: tf.Tensor, recipe: Recipe) -> dict[str, tf.Tensor]:

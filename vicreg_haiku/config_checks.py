@@ -8,7 +8,6 @@ import ml_collections
 from vicreg_haiku import precision
 
 MODES = ("all", "pretrain", "linear_probe", "finetune", "supervised")
-DATASETS = ("digits", "stl10", "cifar10")
 ENCODERS = ("resnet18", "resnet50")
 STEMS = ("imagenet", "cifar")
 
@@ -50,7 +49,6 @@ def validate(config: ml_collections.ConfigDict, device_count: int) -> None:
   """Raises ConfigError on the first bad value."""
   _choice("mode", config.mode, MODES)
   _choice("precision", config.precision, precision.PRECISIONS)
-  _choice("dataset.name", config.dataset.name, DATASETS)
   _choice("model.encoder", config.model.encoder, ENCODERS)
   _choice("model.stem", config.model.stem, STEMS)
   _choice("pretrain.augmentation", config.pretrain.augmentation,
@@ -58,6 +56,11 @@ def validate(config: ml_collections.ConfigDict, device_count: int) -> None:
   _choice("pretrain.augment_on", config.pretrain.augment_on,
           ("host", "device"))
   _positive("dataset.image_size", config.dataset.image_size)
+  _positive("dataset.in_memory_max_gb", config.dataset.in_memory_max_gb,
+            zero_ok=True)
+  if config.dataset.name == "folder" and not config.dataset.folder:
+    raise ConfigError("config.dataset.name='folder' needs "
+                      "--config.dataset.folder=ROOT (a local path or gs://)")
   _positive("model.width", config.model.width)
   for index, dim in enumerate(config.model.expander_dims):
     _positive(f"model.expander_dims[{index}]", dim)
@@ -76,7 +79,9 @@ def validate(config: ml_collections.ConfigDict, device_count: int) -> None:
     _positive(f"{phase}.epochs", config[phase].epochs)
   _positive("pretrain.warmup_epochs", config.pretrain.warmup_epochs,
             zero_ok=True)
-  for key in ("pretrain.base_lr", "pretrain.weight_decay",
+  if config.pretrain.base_lr is not None:
+    _positive("pretrain.base_lr", config.pretrain.base_lr, zero_ok=True)
+  for key in ("pretrain.weight_decay",
               "pretrain.trust_coefficient", "finetune.lr_backbone",
               "finetune.lr_head", "supervised.lr_backbone",
               "supervised.lr_head", "linear_probe.learning_rate"):

@@ -86,8 +86,21 @@ def base_config() -> config_dict.ConfigDict:
   c.allow_config_change = False
 
   c.dataset = config_dict.ConfigDict(dict(
-      name="digits",  # digits | stl10 | cifar10
+      # digits | folder | any tfds image-classification name (stl10, cifar10,
+      # imagenet2012, imagenette, food101, ...): see vicreg_haiku/sources.py.
+      name="digits",
       data_dir=config_dict.placeholder(str),  # tfds data_dir; may be gs://
+      # tfds datasets prepared from files you download (imagenet2012).
+      manual_dir=config_dict.placeholder(str),
+      # name="folder": ROOT (local or gs://); splits are paths below it.
+      folder=config_dict.placeholder(str),
+      # Where a folder's index is kept (None: ROOT/.vicreg_haiku_index).
+      index_dir=config_dict.placeholder(str),
+      # Keep only these classes: "imagenet100", a file of names, or "a,b,c".
+      classes="",
+      # A split is decoded into host memory when its images share one shape
+      # and a process's share fits in this many GiB; else streamed.
+      in_memory_max_gb=4.0,
       image_size=16,
       pretrain_split="train",  # tfds split syntax, e.g. "unlabelled+train"
       train_split="train",

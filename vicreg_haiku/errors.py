@@ -2,7 +2,7 @@
 
 from vicreg_haiku.checkpointing import CheckpointError
 from vicreg_haiku.config_checks import ConfigError
-from vicreg_haiku.datasets import DataError
+from vicreg_haiku.sources import DataError
 from vicreg_haiku.loop import NonFiniteError, Preempted
 from vicreg_haiku.pretrained import MissingEncoderError
 

@@ -100,6 +100,10 @@ class Monitor:
     return {"rankme": rankme(features),
             "feature_std": float(np.mean(np.std(features, axis=0)))}
 
+  @property
+  def has_labels(self) -> bool:
+    return datasets.labels_missing(self._config) is None
+
   def knn_top1(self, params, net_state) -> float:
     c = self._config
     apply_fn = self._features(params, net_state)

@@ -63,6 +63,15 @@ def to_host(tree):
   return multihost_utils.process_allgather(tree, tiled=True)
 
 
+def broadcast_text(text: str, max_bytes: int = 4096) -> str:
+  """Process 0's `text` on every process (a barrier too)."""
+  data = np.zeros(max_bytes, np.uint8)
+  encoded = text.encode()[:max_bytes]
+  data[:len(encoded)] = np.frombuffer(encoded, np.uint8)
+  data = np.asarray(multihost_utils.broadcast_one_to_all(data))
+  return bytes(data).rstrip(b"\0").decode(errors="replace")
+
+
 def is_chief() -> bool:
   """Process 0 writes logs, TensorBoard and results; all write checkpoints."""
   return jax.process_index() == 0

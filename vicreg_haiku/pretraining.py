@@ -56,9 +56,11 @@ def run(config: ml_collections.ConfigDict, workdir: str, mesh
                     donate_argnums=0, out_shardings=replicated)
   monitor = evaluation.Monitor(config, mesh)
 
+  knn = monitor.has_labels
+
   def on_log(step, state):
     scalars = monitor.rankme(state.params, state.net_state)
-    if p.knn_every_steps and step % p.knn_every_steps == 0:
+    if knn and p.knn_every_steps and step % p.knn_every_steps == 0:
       scalars["knn_top1"] = monitor.knn_top1(state.params, state.net_state)
     return scalars
 
@@ -80,6 +82,8 @@ def run(config: ml_collections.ConfigDict, workdir: str, mesh
   initial = pretrain_step.init_state(config, model, optimizer)
   state = loop.run(loop_config, initial, step_fn, batches, mesh, on_log,
                    watch_collapse)
+  if not knn:  # unlabelled data: nothing to classify
+    return {PHASE: {"steps": int(state.step)}}
   top1 = monitor.knn_top1(state.params, state.net_state)
   return {"pretrain_knn": {"top1": top1, "steps": int(state.step)}}
 

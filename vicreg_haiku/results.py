@@ -27,7 +27,8 @@ def table(results: Mapping[str, Mapping]) -> str:
   lines = ["| phase / probe | top-1 | labels / steps |", "|---|---|---|"]
   for name, entry in results.items():
     extra = entry.get("labels", entry.get("steps", ""))
-    lines.append(f"| {name} | {entry['top1']:.4f} | {extra} |")
+    top1 = f"{entry['top1']:.4f}" if "top1" in entry else ""
+    lines.append(f"| {name} | {top1} | {extra} |")
   return "\n".join(lines) + "\n"
 
 

@@ -23,9 +23,13 @@ from vicreg_haiku import results
 from vicreg_haiku import writers
 
 PHASES = ("pretrain", "linear_probe", "finetune", "supervised")
-# A phase is finished when results.json holds this entry.
-_RESULT_OF = {"pretrain": "pretrain_knn", "linear_probe": "linear_probe",
-              "finetune": "finetune", "supervised": "supervised"}
+# The phases that train or evaluate on labels.
+LABELLED_PHASES = ("linear_probe", "finetune", "supervised")
+# A phase is finished when results.json holds one of these entries
+# (pretraining on unlabelled data has no kNN monitor to report).
+_RESULTS_OF = {"pretrain": ("pretrain_knn", "pretrain"),
+               "linear_probe": ("linear_probe",), "finetune": ("finetune",),
+               "supervised": ("supervised",)}
 # Keys that may change between runs in one workdir.
 _FREE_KEYS = frozenset({"mode", "pretrain.max_steps", "allow_config_change"})
 
@@ -84,6 +88,39 @@ def _check_encoder_exists(config: ml_collections.ConfigDict,
         "(--config.mode=pretrain or all)")
 
 
+def _check_data(config: ml_collections.ConfigDict, phases) -> None:
+  """Reads (and on a first run indexes) every split the phases use; refuses
+  missing data, and labelled phases on unlabelled splits, before anything
+  is written. Process 0 indexes a folder first; the others then find its
+  index (a shared index_dir) instead of checking every file again."""
+  def check():
+    splits = [config.dataset.train_split, config.dataset.test_split]
+    if "pretrain" in phases:
+      splits.insert(0, config.dataset.pretrain_split)
+    for split in splits:
+      datasets.num_examples(config, split)
+    labelled = [p for p in phases if p in LABELLED_PHASES]
+    problem = labelled and datasets.labels_missing(config)
+    if problem:
+      raise datasets.DataError(
+          f"the {labelled[0]} phase needs labels: {problem}; or run only "
+          "--config.mode=pretrain")
+
+  if jax.process_count() == 1:
+    return check()
+  failure = ""
+  if parallel.is_chief():
+    try:
+      check()
+    except datasets.DataError as error:
+      failure = str(error)
+  failure = parallel.broadcast_text(failure)
+  if failure:
+    raise datasets.DataError(failure)
+  if not parallel.is_chief():
+    check()
+
+
 def _run_phase(phase: str, config, workdir: str, mesh) -> dict[str, dict]:
   if phase == "pretrain":
     return pretraining.run(config, workdir, mesh)
@@ -96,16 +133,18 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, dict]:
   """Runs config.mode's phases in `workdir`; returns results.json's content."""
   parallel.maybe_initialize_distributed(config.distributed)
   config_checks.validate(config, jax.device_count())
-  # Missing or unprepared data fails here, before anything is written.
-  datasets.num_examples(config, config.dataset.test_split)
+  phases = PHASES if config.mode == "all" else (config.mode,)
+  # Missing, unprepared or unlabelled data fails here, before anything is
+  # written.
+  _check_data(config, phases)
   _check_encoder_exists(config, workdir)
   prepare_workdir(config, workdir)
   precision.set_compute_dtype(config.precision)
   mesh = parallel.make_mesh()
-  phases = PHASES if config.mode == "all" else (config.mode,)
   finished = results.read(workdir)
   for phase in phases:
-    if config.mode == "all" and _RESULT_OF[phase] in finished:
+    if config.mode == "all" and any(r in finished
+                                    for r in _RESULTS_OF[phase]):
       writers.console(f"{phase}: finished already (results.json), skipped")
       continue
     entries = _run_phase(phase, config, workdir, mesh)

@@ -87,7 +87,8 @@ def console(message: str) -> None:
   print(message, flush=True)
 
 
-def _duration(seconds: float) -> str:
+def duration(seconds: float) -> str:
+  """'1h02m' or '3m07s'."""
   seconds = int(seconds)
   if seconds >= 3600:
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
@@ -112,7 +113,7 @@ class Progress:
     seconds_per_step = (now - self._last_time) / steps
     self._last_step, self._last_time = step, now
     rate = self._examples_per_step / max(seconds_per_step, 1e-9)
-    eta = _duration(seconds_per_step * (self._total - step))
+    eta = duration(seconds_per_step * (self._total - step))
     shown = "  ".join(f"{k} {float(v):.4g}" for k, v in scalars.items())
     console(f"{self._phase} {step}/{self._total} "
             f"({100 * step // max(self._total, 1)}%)  {shown}  "
