@@ -67,6 +67,20 @@ def lars(learning_rate: float | optax.Schedule, *, weight_decay: float,
   )
 
 
+# The VICReg paper's base learning rates by batch size (its batch-size
+# ablation, LARS, peak = base_lr * batch / 256); larger batches: 0.3.
+_PAPER_BASE_LR = ((128, 0.8), (256, 0.5), (512, 0.4))
+
+
+def paper_base_lr(batch_size: int) -> float:
+  """The paper's base learning rate for `batch_size` (the nearest row at or
+  above it; 0.8 below 128, 0.3 above 512)."""
+  for size, lr in _PAPER_BASE_LR:
+    if batch_size <= size:
+      return lr
+  return 0.3
+
+
 def warmup_cosine(base_lr: float, batch_size: int, warmup_steps: int,
                   total_steps: int) -> optax.Schedule:
   """The official schedule: peak = base_lr * batch_size / 256, linear warm-up

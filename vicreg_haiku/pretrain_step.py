@@ -20,11 +20,15 @@ def make_optimizer(config: ml_collections.ConfigDict, steps_per_epoch: int
                    ) -> tuple[optax.GradientTransformation, optax.Schedule]:
   """LARS on the official warm-up + cosine schedule (over all epochs).
 
+  config.pretrain.base_lr None: the paper's value for the batch size.
+
   steps_per_epoch: datasets.pretrain_steps_per_epoch(config).
   """
   p = config.pretrain
+  base_lr = (optimizers.paper_base_lr(p.batch_size) if p.base_lr is None
+             else p.base_lr)
   schedule = optimizers.warmup_cosine(
-      p.base_lr, p.batch_size, p.warmup_epochs * steps_per_epoch,
+      base_lr, p.batch_size, p.warmup_epochs * steps_per_epoch,
       p.epochs * steps_per_epoch)
   optimizer = optimizers.lars(schedule, weight_decay=p.weight_decay,
                               momentum=p.momentum,

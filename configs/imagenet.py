@@ -1,0 +1,77 @@
+"""VICReg on ImageNet (ILSVRC-2012), the official recipe: ResNet-50, 1000 epochs.
+
+Command (a Cloud TPU pod slice, e.g. v4-32: the same command on every host;
+ImageNet as a tfds dataset, prepared once from the ILSVRC-2012 tars):
+  python launch.py --config=configs/imagenet.py --workdir=gs://BUCKET/vicreg_in1k \
+      --config.dataset.data_dir=gs://BUCKET/tensorflow_datasets \
+      --config.dataset.manual_dir=DIR_WITH_ILSVRC2012_TARS --config.distributed=True
+
+ImageNet kept as a folder (train/<wnid>/*.JPEG, val/<wnid>/*.JPEG, as
+torchvision's ImageFolder reads it) works as it is:
+      --config.dataset.name=folder --config.dataset.folder=/data/imagenet \
+      --config.dataset.test_split=val
+The official 100-epoch run (README: 8 GPUs, batch 512, base lr 0.3):
+      --config.pretrain.epochs=100 --config.pretrain.batch_size=512 \
+      --config.pretrain.base_lr=0.3
+
+The recipe of facebookresearch/vicreg (README, main_vicreg.py): ResNet-50,
+expander 8192-8192-8192, batch 2048, LARS (trust coefficient 0.001, weight
+decay 1e-6, biases and BatchNorm excluded), base lr 0.2 (peak 0.2 * 2048 /
+256 = 1.6), 10 warm-up epochs then cosine, the official asymmetric
+augmentations at 224 px; bfloat16 compute, the photometric half of the views
+in the training step. The linear probe follows the official evaluate.py
+(frozen encoder, BatchNorm in inference mode, SGD, 100 epochs, random
+resized crops + flips; Resize(256) + CenterCrop(224) for validation; head
+lr 0.02 as the README's command).
+
+Runtime: the official 1000-epoch run used 4 nodes of 8 GPUs; 626 steps an
+epoch at batch 2048, so 626k steps. No accelerator has run this config here
+yet: benchmarks/ measures the step (BENCHMARKS.md).
+
+To compare (official README / paper, linear top-1 on ImageNet val):
+73.2% after 1000 epochs, 68.6% after 100 epochs.
+"""
+
+from vicreg_haiku import defaults
+
+
+def get_config():
+  c = defaults.base_config()
+  c.precision = "bfloat16"
+  c.dataset.name = "imagenet2012"
+  c.dataset.image_size = 224
+  c.dataset.pretrain_split = "train"
+  c.dataset.train_split = "train"
+  c.dataset.test_split = "validation"
+
+  c.model.encoder = "resnet50"
+  c.model.stem = "imagenet"
+  c.model.width = 64
+  c.model.expander_dims = (8192, 8192, 8192)
+
+  c.pretrain.batch_size = 2048
+  c.pretrain.epochs = 1000
+  c.pretrain.warmup_epochs = 10
+  c.pretrain.base_lr = 0.2
+  c.pretrain.weight_decay = 1e-6
+  c.pretrain.trust_coefficient = 0.001
+  c.pretrain.augmentation = "vicreg"
+  c.pretrain.augment_on = "device"
+  c.pretrain.log_every_steps = 100
+  c.pretrain.checkpoint_every_steps = 2500
+  c.pretrain.knn_every_steps = 0
+  c.eval_batch_size = 1024
+
+  c.linear_probe.epochs = 100
+  c.linear_probe.batch_size = 256
+  c.linear_probe.labels_per_class = 0
+
+  # The official semi-supervised recipe (10% of the labels: 20 epochs,
+  # backbone lr 0.01, head lr 0.1, no weight decay), here on all labels.
+  for phase in (c.finetune, c.supervised):
+    phase.epochs = 20
+    phase.batch_size = 256
+    phase.weight_decay = 0.0
+  c.finetune.lr_backbone = 0.01
+  c.finetune.lr_head = 0.1
+  return c
