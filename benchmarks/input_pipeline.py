@@ -1,56 +1,49 @@
-"""Two-view input pipeline throughput on fake 96x96 data (no network).
+"""Two-view input pipeline throughput on a folder of images (no network).
 
-  python benchmarks/input_pipeline.py [--num_images 2000] [--batch 256]
+  python benchmarks/photo_folder.py --root /tmp/photos --images 2000
+  python benchmarks/input_pipeline.py --folder /tmp/photos --size 224 \
+      [--recipe vicreg] [--augment_on host] [--batch 256] [--batches 10]
 
-Runs datasets.pretrain_batches, the code training uses, on a fake uint8
-source of the given size, for both recipes and both places of the
-photometric half (augment_on "host": the whole view in tf.data; "device":
-tf.data stops after the crop), and prints two-view images/s and images/s per
-CPU core. For "device" it also times device_augmentations.two_views, the
-photometric half the training step runs, on JAX's default device. Numbers go
-to BENCHMARKS.md.
+Runs datasets.pretrain_batches, the code training uses, on config.dataset
+name="folder" (ROOT/train), and prints, each on a RESULT line: the time to
+list and check the folder (the index; a rerun reuses it), the time from the
+pipeline's creation to its first batch, two-view images/s and images/s per
+CPU core after --warmup batches, and this process's peak RSS. With
+--augment_on device, tf.data stops after the crop (the photometric half runs
+in the training step on the accelerator), and the JAX photometric half is
+timed on JAX's default device as well. Numbers go to BENCHMARKS.md; the
+reference is ../shared/peers/torchvision_imagefolder.py on the same files.
 """
 
 import argparse
 import functools
 import os
+import resource
 import time
-from unittest import mock
-
-import jax
-import numpy as np
 
 from vicreg_haiku import datasets
 from vicreg_haiku import defaults
-from vicreg_haiku import pretrain_step
+from vicreg_haiku import sources
 
 
-def measure(recipe: str, augment_on: str, images: np.ndarray, batch: int,
-            warmup: int, batches: int) -> tuple[float, dict]:
+def folder_config(args):
   config = defaults.base_config()
-  config.dataset.name = "stl10"
-  config.dataset.image_size = images.shape[1]
-  config.pretrain.batch_size = batch
-  config.pretrain.augmentation = recipe
-  config.pretrain.augment_on = augment_on
-  labels = np.zeros(len(images), np.int32)
-  # Stand in for the decoded tfds shard: everything after it is real.
-  with mock.patch.object(datasets, "_builder"), \
-       mock.patch.object(datasets, "_read_tfds",
-                         return_value=(images, labels)), \
-       mock.patch.object(datasets, "num_examples", return_value=len(images)):
-    datasets._source.cache_clear()  # pylint: disable=protected-access
-    it = datasets.pretrain_batches(config, process_index=0, process_count=1)
-    for _ in range(warmup):
-      next(it)
-    start = time.perf_counter()
-    for _ in range(batches):
-      last = next(it)
-    return batches * batch / (time.perf_counter() - start), config, last
+  config.dataset.update(name="folder", folder=args.folder,
+                        pretrain_split="train", train_split="train",
+                        test_split="train", image_size=args.size,
+                        in_memory_max_gb=args.in_memory_max_gb)
+  if args.index_dir:
+    config.dataset.index_dir = args.index_dir
+  config.pretrain.batch_size = args.batch
+  config.pretrain.augmentation = args.recipe
+  config.pretrain.augment_on = args.augment_on
+  return config
 
 
 def measure_device_half(config, batch: dict, repeats: int) -> float:
   """Two-view images/s of the photometric half inside a jitted function."""
+  import jax  # pylint: disable=g-import-not-at-top
+  from vicreg_haiku import pretrain_step  # pylint: disable=g-import-not-at-top
   views = jax.jit(functools.partial(pretrain_step.two_views, config))
   batch = jax.device_put(batch)
   jax.block_until_ready(views(batch))
@@ -63,28 +56,46 @@ def measure_device_half(config, batch: dict, repeats: int) -> float:
 
 def main():
   parser = argparse.ArgumentParser()
-  parser.add_argument("--num_images", type=int, default=2000)
-  parser.add_argument("--size", type=int, default=96)
+  parser.add_argument("--folder", required=True)
+  parser.add_argument("--index_dir", default=None)
+  parser.add_argument("--size", type=int, default=224)
   parser.add_argument("--batch", type=int, default=256)
-  parser.add_argument("--warmup", type=int, default=3)
-  parser.add_argument("--batches", type=int, default=30)
-  parser.add_argument("--augment_on", nargs="+", default=["host", "device"])
+  parser.add_argument("--warmup", type=int, default=2)
+  parser.add_argument("--batches", type=int, default=10)
+  parser.add_argument("--recipe", default="vicreg", choices=["vicreg", "seed"])
+  parser.add_argument("--augment_on", default="host",
+                      choices=["host", "device"])
+  parser.add_argument("--in_memory_max_gb", type=float, default=4.0)
   args = parser.parse_args()
-  rng = np.random.default_rng(0)
-  images = rng.integers(0, 256, (args.num_images, args.size, args.size, 3),
-                        dtype=np.uint8)
+  config = folder_config(args)
   cores = os.cpu_count()
-  for augment_on in args.augment_on:
-    for recipe in ("vicreg", "seed"):
-      rate, config, last = measure(recipe, augment_on, images, args.batch,
-                                   args.warmup, args.batches)
-      print(f"RESULT {recipe} augment_on={augment_on}: tf.data {rate:.0f} "
-            f"two-view images/s on {cores} cores = {rate / cores:.0f} per core",
-            flush=True)
-      if augment_on == "device":
-        rate = measure_device_half(config, last, args.batches)
-        print(f"RESULT {recipe} photometric half on {jax.devices()[0]}: "
-              f"{rate:.0f} two-view images/s", flush=True)
+
+  start = time.perf_counter()
+  info = sources.split_info(config, "train")
+  index_s = time.perf_counter() - start
+  start = time.perf_counter()
+  batches = datasets.pretrain_batches(config)
+  first = next(batches)
+  first_s = time.perf_counter() - start
+  for _ in range(args.warmup - 1):
+    next(batches)
+  start = time.perf_counter()
+  for _ in range(args.batches):
+    last = next(batches)
+  rate = args.batches * args.batch / (time.perf_counter() - start)
+  rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+  shard = sources.shard(config, "train", 0, 1)
+  print(f"RESULT folder={args.folder} images={info.num_examples} "
+        f"kind={'decoded in memory' if shard.decoded else 'streamed'} "
+        f"size={args.size} recipe={args.recipe} augment_on={args.augment_on} "
+        f"batch={args.batch}: index {index_s:.1f} s, first batch "
+        f"{first_s:.1f} s, {rate:.0f} two-view images/s on {cores} cores = "
+        f"{rate / cores:.0f} per core, peak RSS {rss_mib:.0f} MiB "
+        f"(first batch keys {sorted(first)})", flush=True)
+  if args.augment_on == "device":
+    device_rate = measure_device_half(config, last, args.batches)
+    print(f"RESULT {args.recipe} photometric half in JAX: {device_rate:.0f} "
+          "two-view images/s", flush=True)
 
 
 if __name__ == "__main__":
