@@ -100,7 +100,7 @@ def test_class_filter_over_a_tfds_dataset(imagenette_dirs):
 def test_tfrecord_too_large_for_memory_is_refused(imagenette_dirs):
   dirs, _ = imagenette_dirs
   config = _config(dirs["tfrecord"], in_memory_max_gb=1e-6)
-  with pytest.raises(sources.DataError, match="convert_format") as error:
+  with pytest.raises(sources.DataError, match="--file_format=array_record") as error:
     next(datasets.pretrain_batches(config))
   assert "\n" not in str(error.value)
   # Stored as ArrayRecord, the same budget streams from disk instead.

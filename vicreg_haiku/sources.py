@@ -426,7 +426,9 @@ def _tfds_keys(builder: tfds.core.DatasetBuilder) -> tuple[str, str]:
 
 
 def _is_random_access(builder: tfds.core.DatasetBuilder) -> bool:
-  return builder.info.file_format == tfds.core.FileFormat.ARRAY_RECORD
+  """Whether the dataset is (also) stored as ArrayRecord."""
+  return (tfds.core.FileFormat.ARRAY_RECORD
+          in builder.info.available_file_formats())
 
 
 def _parse(builder, image_key: str, label_key: str, labelled: bool,
@@ -544,10 +546,11 @@ def _tfds_split(key: _SourceKey, split: str):
           f"{description} is stored as TFRecord, which reads only in "
           f"sequence, and this process's share ({encoded_bytes / 2**30:.1f} "
           "GiB encoded) exceeds config.dataset.in_memory_max_gb="
-          f"{key.in_memory_max_bytes / 2**30:g}: rewrite it once as "
-          f"ArrayRecord (random access): `tfds convert_format --dataset_dir="
-          f"{builder.data_dir} --out_file_format=array_record`, or raise "
-          "in_memory_max_gb")
+          f"{key.in_memory_max_bytes / 2**30:g}: write it as "
+          f"ArrayRecord (random access) once: `tfds build {builder.name} "
+          f"--data_dir=NEW_DIR --file_format=array_record` (imagenet2012: "
+          "with --manual_dir=DIR_OF_TARS), then --config.dataset.data_dir="
+          "NEW_DIR; or raise in_memory_max_gb")
     read_split = functools.partial(_read_sequential, builder,
                                    image_key=image_key, label_key=label_key,
                                    decode=in_memory,
