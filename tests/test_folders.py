@@ -369,3 +369,17 @@ def test_eval_and_labelled_batches_on_variable_sizes(imagenet_like):
                                          augment=True))
   assert train["image"].shape == (8, 16, 16, 3)
   assert set(train["label"]) <= {0, 1, 2}
+
+
+def test_remote_listing_gives_the_local_index(imagenet_like, monkeypatch,
+                                              tmp_path):
+  """gs:// folders are walked through tf.io.gfile (names only: no sizes or
+  modification times to compare); the same files, labels and sizes."""
+  root, _, _ = imagenet_like
+  local = folder_index.build(str(root), "train", str(tmp_path / "local"))
+  monkeypatch.setattr(folder_index, "is_local", lambda path: False)
+  remote = folder_index.build(str(root), "train", str(tmp_path / "remote"))
+  np.testing.assert_array_equal(remote.paths, local.paths)
+  np.testing.assert_array_equal(remote.labels, local.labels)
+  np.testing.assert_array_equal(remote.heights, local.heights)
+  assert remote.class_names == local.class_names

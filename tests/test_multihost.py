@@ -95,3 +95,44 @@ def test_losses_change_over_the_steps(runs):
   losses = [float(single[f"step{i}/metric/loss"]) for i in range(3)]
   assert all(np.isfinite(losses))
   assert len(set(losses)) == 3
+
+
+def _job(script, args_of):
+  """Both processes of a 2-process job on localhost; their exit logs."""
+  address = f"127.0.0.1:{_free_port()}"
+  procs = [subprocess.Popen(
+      [sys.executable, os.path.join(HERE, script), *args_of(i)],
+      env=_env(JAX_COORDINATOR_ADDRESS=address, JAX_NUM_PROCESSES="2",
+               JAX_PROCESS_ID=str(i)),
+      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+           for i in range(2)]
+  try:
+    logs = [p.communicate(timeout=TIMEOUT_S)[0] for p in procs]
+  finally:
+    for p in procs:
+      if p.poll() is None:
+        p.kill()
+        p.wait()
+  for i, (p, log) in enumerate(zip(procs, logs)):
+    assert p.returncode == 0, f"process {i} failed:\n{log[-4000:]}"
+
+
+@pytest.mark.parametrize("split", ["train", "no_such_split"])
+def test_a_folder_is_indexed_once_for_the_job(tmp_path, split):
+  """Process 0 lists and decodes the folder; process 1 reads its index.
+  A bad split: both processes stop with process 0's one-line error."""
+  import json  # pylint: disable=g-import-not-at-top
+  import folder_fake  # pylint: disable=g-import-not-at-top
+  folder_fake.image_folder(str(tmp_path / "root"), splits=("train",),
+                           per_class=2)
+  outs = [tmp_path / f"process_{i}.json" for i in range(2)]
+  _job("multihost_index.py",
+       lambda i: [str(outs[i]), str(tmp_path / "root"), split])
+  results = [json.loads(out.read_text()) for out in outs]
+  if split == "train":
+    assert [r["checked"] for r in results] == [6, 0]
+    assert [r["error"] for r in results] == [None, None]
+  else:
+    assert results[0]["error"] == results[1]["error"]
+    assert "does not exist" in results[0]["error"]
+    assert results[1]["checked"] == 0
