@@ -115,3 +115,33 @@ def test_unknown_names_and_splits_are_refused(imagenette_dirs):
     sources.split_info(_config(dirs["tfrecord"]), "test")
   with pytest.raises(sources.DataError, match="neither 'digits', 'folder'"):
     sources.split_info(_config(None, name="imagenet_no_such"), "train")
+
+
+def test_imagenet2012_is_prepared_from_its_tars(tmp_path):
+  """--config.dataset.manual_dir: the real imagenet2012 builder prepares the
+  tars (as ArrayRecord, read by index); ImageNet-100 is a filter over it."""
+  import imagenet_fake  # pylint: disable=g-import-not-at-top
+  in100 = sources.class_filter("imagenet100")
+  classes = (in100[0], in100[1], "n01443537")  # two of ImageNet-100's
+  imagenet_fake.write_tars(str(tmp_path / "manual"), classes)
+  config = _config(str(tmp_path / "tfds"), name="imagenet2012",
+                   manual_dir=str(tmp_path / "manual"))
+  info = sources.split_info(config, "validation")
+  assert len(info.class_names) == 1000 and info.num_examples == 6
+  shard, examples = _examples(config, "validation")
+  assert not shard.decoded  # ArrayRecord: streamed
+  # tfds shuffles the records as it writes them: compare the label counts.
+  assert sorted(info.class_names[l] for _, l in examples) == sorted(
+      imagenet_fake.validation_labels(6))
+  assert sources.split_info(config, "train").num_examples == 6
+  sources._split.cache_clear()  # pylint: disable=protected-access
+  config.dataset.classes = "imagenet100"
+  info = sources.split_info(config, "train")
+  assert info.num_examples == 4 and len(info.class_names) == 100
+  _, examples = _examples(config, "train")
+  expected = sorted(sorted(in100, key=info.class_names.index).index(c)
+                    for c in classes[:2] for _ in range(2))
+  assert sorted(l for _, l in examples) == expected
+  # The labels were read once, into a cache beside the data.
+  cached = list((tmp_path / "tfds").rglob("labels-train.npy"))
+  assert len(cached) == 1

@@ -400,7 +400,8 @@ def _builder(name: str, data_dir: Optional[str],
           f" them in a directory DIR and pass --config.dataset.manual_dir=DIR "
           f"(tfds' instructions: "
           f"{' '.join(builder.MANUAL_DOWNLOAD_INSTRUCTIONS.split())[:200]})")
-    config = tfds.download.DownloadConfig(manual_dir=manual_dir)
+    config = tfds.download.DownloadConfig(manual_dir=manual_dir,
+                                          try_download_gcs=False)
   else:
     host = _homepage_host(builder)
     if not _reachable(*host):
