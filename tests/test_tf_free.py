@@ -17,7 +17,7 @@ import importlib.util, sys, tempfile
 spec = importlib.util.spec_from_file_location(
     "train_step", "benchmarks/train_step.py")
 spec.loader.exec_module(importlib.util.module_from_spec(spec))
-from vicreg_haiku import writers
+from vicreg_haiku import loop, writers  # what --loop_steps imports
 phase_dir = tempfile.mkdtemp()
 writer = writers.MetricsWriter(phase_dir, tensorboard=False)
 writer.write_scalars(3, {"loss": 0.5})
