@@ -131,7 +131,8 @@ def test_bfloat16_step_computes_in_bfloat16_on_accelerators(monkeypatch,
                                                             reset_policy):
   """The pretraining step lowered as an accelerator gets it: every
   convolution and expander matmul, forward and backward, takes bfloat16
-  operands; the only float32 products are the loss's covariance (HIGHEST)."""
+  operands; the only float32 products are the loss's covariance (HIGHEST);
+  every buffer of the state is donated to the new state (updated in place)."""
   monkeypatch.setattr(networks, "_on_xla_cpu", lambda: False)
   config = defaults.base_config()
   config.model.width = 2
@@ -159,3 +160,4 @@ def test_bfloat16_step_computes_in_bfloat16_on_accelerators(monkeypatch,
   assert kinds == {("convolution", "bf16", "bf16", False): 2 * (3 * 20 - 1),
                    ("dot_general", "bf16", "bf16", False): 2 * 3 * 3,
                    ("dot_general", "f32", "f32", True): 2 * 3}, kinds
+  assert text.count("tf.aliasing_output") == len(jax.tree.leaves(state))
