@@ -125,10 +125,15 @@ def install_missing(wheels: str | None) -> str | None:
              "wheels (BENCHMARKS.md, 'On an accelerator')")
   names = sorted(os.path.join(wheels, n) for n in os.listdir(wheels)
                  if n.endswith(".whl"))
+  if not names:
+    sys.exit(f"error: {', '.join(missing)} missing and no wheels in "
+             f"--wheels={wheels} (BENCHMARKS.md says how to fetch them)")
   site = tempfile.mkdtemp(prefix="vicreg_wheels_")
-  subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-index",
-                  "--no-deps", "--no-compile", "--target", site, *names],
-                 check=True)
+  if subprocess.run([sys.executable, "-m", "pip", "install", "-q",
+                     "--no-index", "--no-deps", "--no-compile", "--target",
+                     site, *names]).returncode:
+    sys.exit(f"error: pip could not install the wheels in {wheels} (its "
+             "message is above)")
   sys.path.insert(0, site)
   importlib.invalidate_caches()
   still = [pip for module, pip in _NEEDED if not _importable(module)]
@@ -367,20 +372,29 @@ def main():
   out_dir = args.out_dir or tempfile.mkdtemp(prefix="vicreg_accel_")
   os.makedirs(out_dir, exist_ok=True)
   start = time.monotonic()
+  results = []
   with open(os.path.join(out_dir, "log.txt"), "w") as log:
     runner = Runner(args, sizes, env, log)
-    results = [runner.ours(row) if isinstance(row, Row) else runner.torch(row)
-               for row in rows]
+    for row in rows:
+      results.append(runner.ours(row) if isinstance(row, Row)
+                     else runner.torch(row))
+      # After every row: a run killed from outside keeps what it measured.
+      text = write_results(out_dir, rows[:len(results)], results,
+                           time.monotonic() - start, args.tiny)
+  print(text + f"(table.md, rows.json and log.txt in {out_dir})")
+
+
+def write_results(out_dir: str, rows: list, results: list[dict],
+                  wall_s: float, tiny: bool) -> str:
+  """table.md and rows.json in out_dir; returns the table's text."""
   text = (table(rows, results) + "\n\n"
-          + summary(rows, results, time.monotonic() - start, args.tiny)
-          + "\n")
+          + summary(rows, results, wall_s, tiny) + "\n")
   with open(os.path.join(out_dir, "table.md"), "w") as f:
     f.write(text)
   with open(os.path.join(out_dir, "rows.json"), "w") as f:
     json.dump([dict(dataclasses.asdict(row), name=row.name, **r)
                for row, r in zip(rows, results)], f, indent=1)
-  print(text + f"(table.md, rows.json and log.txt in {out_dir})")
-
+  return text
 
 if __name__ == "__main__":
   main()
