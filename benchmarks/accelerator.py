@@ -326,13 +326,13 @@ def summary(rows: list, results: list[dict], wall_s: float,
   caveat = ("--tiny checks that every row runs; it measures nothing (our "
             "encoder is width 8, the PyTorch reference's width 64). " if tiny
             else "")
-  return caveat + (f"{first['device_kind']} x{first['devices']} ({first['backend']}), "
-          f"jax {first['jax_version']}; bf16 matmul peak "
-          f"{_number(min(peaks))}-{_number(max(peaks))} TFLOP/s "
-          f"(n={first['matmul_n']}, random operands, measured in each row's "
-          f"process); TensorFlow imported: "
-          f"{any(r['tensorflow_imported'] for r in ours)}; wall {wall_s:.0f} s")
-
+  return caveat + (
+      f"{first['device_kind']} x{first['devices']} ({first['backend']}), "
+      f"jax {first['jax_version']}; bf16 matmul peak "
+      f"{_number(min(peaks))}-{_number(max(peaks))} TFLOP/s "
+      f"(n={first['matmul_n']}, random operands, measured in each row's "
+      f"process); TensorFlow imported: "
+      f"{any(r['tensorflow_imported'] for r in ours)}; wall {wall_s:.0f} s")
 
 def main():
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])

@@ -223,14 +223,17 @@ def measure(args) -> dict:
   return result
 
 
+def _gib(size: int | None) -> str:
+  return "n/a" if size is None else f"{size / 2**30:.2f} GiB"
+
+
 def report(args, result: dict) -> None:
   gflops = result["flops"] / result["step_s"] / 1e9
   peak = result["matmul_peak_gflops"]
-  device_peak = result["peak_device_bytes"]
-  device_peak = ("n/a" if device_peak is None
-                 else f"{device_peak / 2**30:.2f} GiB")
-  plan = ("n/a" if result["xla_temp_bytes"] is None else
-          f"{(result['xla_argument_bytes'] + result['xla_temp_bytes']) / 2**30:.2f} GiB")
+  device_peak = _gib(result["peak_device_bytes"])
+  plan = (None if result["xla_temp_bytes"] is None
+          else result["xla_argument_bytes"] + result["xla_temp_bytes"])
+  plan = _gib(plan)
   print(f"jax {jax.__version__} devices={jax.device_count()} "
         f"({jax.devices()[0].device_kind}) encoder={args.encoder} "
         f"width={args.width} expander={args.expander} batch={args.batch} "
@@ -267,7 +270,8 @@ def main():
                       choices=precision.PRECISIONS)
   parser.add_argument("--warmup", type=int, default=2)
   parser.add_argument("--steps", type=int, default=8)
-  parser.add_argument("--augment_on", default="host", choices=["host", "device"],
+  parser.add_argument("--augment_on", default="host",
+                      choices=["host", "device"],
                       help="device: the step also runs the photometric half "
                       "of the augmentation (uint8 crops in)")
   parser.add_argument("--matmul_size", type=int, default=0,

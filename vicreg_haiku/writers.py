@@ -5,9 +5,10 @@ so callers never branch on the process index.
 
 Files go through etils.epath: local paths as plain files, gs:// through
 tf.io.gfile (epath's choice where TensorFlow is installed). TensorFlow is
-imported only where it is used (gs:// and TensorBoard), so the training loop also runs where it is not installed (an
-accelerator image; benchmarks/train_step.py --loop_steps) with a local
-phase_dir and `tensorboard=False`.
+imported only where it is used (gs:// and TensorBoard), so the training loop
+also runs where it is not installed (an accelerator image;
+benchmarks/train_step.py --loop_steps) with a local phase_dir and
+`tensorboard=False`.
 """
 
 import json
