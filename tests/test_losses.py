@@ -176,3 +176,18 @@ def test_jit_matches_eager():
 def test_bad_shapes_raise(shape_a, shape_b):
   with pytest.raises(ValueError):
     vicreg_loss(jnp.zeros(shape_a), jnp.zeros(shape_b))
+
+
+def test_covariance_products_run_in_float32_on_every_backend():
+  """The covariance's products, forward and in the gradient, ask for
+  HIGHEST precision: JAX's default for float32 matmuls is one bfloat16 pass
+  on TPUs and TF32 on recent GPUs. XLA:CPU computes float32 whatever is
+  asked, so the lowered program is read instead of the numbers."""
+  z_a, z_b = _data(0, 8, 4)
+  grad = jax.jit(jax.grad(lambda a, b: vicreg_loss(a, b)[0], argnums=(0, 1)))
+  text = grad.lower(jnp.asarray(z_a), jnp.asarray(z_b)).as_text()
+  dots = [line for line in text.splitlines() if "dot_general" in line]
+  # Per branch: the covariance, and its two products in the gradient.
+  assert len(dots) == 6, dots
+  for line in dots:
+    assert "precision = [HIGHEST, HIGHEST]" in line, line

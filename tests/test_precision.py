@@ -1,12 +1,15 @@
 """Mixed precision: params/BN in float32, convs in the compute dtype."""
 
+import re
+
 import haiku as hk
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from vicreg_haiku import networks, precision
+from vicreg_haiku import defaults, models, networks, parallel, precision
+from vicreg_haiku import pretrain_step
 
 _CLASSES = (networks.ResNet18, networks.ResNet50, networks.Expander,
             networks.BatchNorm)
@@ -122,3 +125,39 @@ def test_float32_policy_keeps_everything_float32(runs, reset_policy):
 def test_unknown_precision_raises():
   with pytest.raises(ValueError):
     precision.set_compute_dtype("float16")
+
+
+def test_bfloat16_step_computes_in_bfloat16_on_accelerators(monkeypatch,
+                                                            reset_policy):
+  """The pretraining step lowered as an accelerator gets it: every
+  convolution and expander matmul, forward and backward, takes bfloat16
+  operands; the only float32 products are the loss's covariance (HIGHEST);
+  every buffer of the state is donated to the new state (updated in place)."""
+  monkeypatch.setattr(networks, "_on_xla_cpu", lambda: False)
+  config = defaults.base_config()
+  config.model.width = 2
+  config.model.expander_dims = (16, 16, 16)
+  config.dataset.image_size = 8
+  config.precision = "bfloat16"
+  precision.set_compute_dtype("bfloat16")
+  mesh = parallel.make_mesh()
+  model = models.pretrain_model(config)
+  optimizer, schedule = pretrain_step.make_optimizer(config, 10)
+  state = jax.eval_shape(
+      lambda: pretrain_step.init_state(config, model, optimizer))
+  view = jax.ShapeDtypeStruct((4, 8, 8, 3), jnp.float32)
+  step = pretrain_step.jit_step(config, model, optimizer, schedule, mesh)
+  text = step.lower(state, {"view_a": view, "view_b": view}).as_text()
+  kinds = {}
+  for line in text.splitlines():
+    op = re.search(r"stablehlo\.(convolution|dot_general)", line)
+    if op:
+      operands = re.findall(r"tensor<[0-9x]*(bf16|f32)>", line)[:2]
+      kind = (op.group(1), *operands, "HIGHEST" in line)
+      kinds[kind] = kinds.get(kind, 0) + 1
+  # Both views: 20 convolutions each, forward, input and weight gradients
+  # (less the stem's input gradient); 3 expander layers, 3 products each.
+  assert kinds == {("convolution", "bf16", "bf16", False): 2 * (3 * 20 - 1),
+                   ("dot_general", "bf16", "bf16", False): 2 * 3 * 3,
+                   ("dot_general", "f32", "f32", True): 2 * 3}, kinds
+  assert text.count("tf.aliasing_output") == len(jax.tree.leaves(state))

@@ -49,16 +49,12 @@ def solarize(image: tf.Tensor,
 
 
 # ------------------------------------------------------- random draws ---
-# A view's randomness is one vector of uniforms drawn from its seed; the
-# batched ops below turn slices of it into parameters. Drawing per example
-# keeps the keying exact, applying per batch keeps the pipeline fast.
-_LAYOUT = dict(area=10, log_ratio=10, top=1, left=1, flip=1, rotation=1,
-               jitter=1, factors=4, order=4, grayscale=1, blur=1, sigma=1,
-               solarize=1)
-_ENDS = np.cumsum(list(_LAYOUT.values()))
-_SLICES = {name: slice(end - n, end)
-           for (name, n), end in zip(_LAYOUT.items(), _ENDS)}
-NUM_UNIFORMS = int(_ENDS[-1])
+# A view's randomness is one vector of uniforms drawn from its seed (layout:
+# augmentation_constants); the batched ops below turn slices of it into
+# parameters. Drawing per example keeps the keying exact, applying per batch
+# keeps the pipeline fast.
+_SLICES = augmentation_constants.UNIFORM_SLICES
+NUM_UNIFORMS = augmentation_constants.NUM_UNIFORMS
 
 
 def draw(seed: tf.Tensor, shape: Sequence[int] = ()) -> tf.Tensor:

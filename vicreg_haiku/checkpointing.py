@@ -7,12 +7,10 @@ opened. A newest checkpoint that still fails to restore (a corrupted file) is
 reported, and the one before it is used.
 """
 
-import os
 import time
 from typing import Any
 
 import orbax.checkpoint as ocp
-import tensorflow as tf
 from absl import logging
 
 from vicreg_haiku import parallel
@@ -40,10 +38,10 @@ def _short(error: Exception, limit: int = 300) -> str:
 
 def _set_aside(mngr: ocp.CheckpointManager, step: int) -> str:
   """Renames a corrupted step so that the run can write that step again."""
-  source = os.path.join(str(mngr.directory), str(step))
+  source = mngr.directory / str(step)  # an epath.Path, gs:// included
   target = f"{source}.corrupt-{int(time.time())}"
   if parallel.is_chief():
-    tf.io.gfile.rename(source, target)
+    source.rename(target)
   return target
 
 

@@ -45,6 +45,9 @@ class LoopConfig:
   checkpoint_every_steps: int
   checkpoint_every_seconds: float = math.inf
   skip_nonfinite: bool = False
+  # False: metrics.jsonl without TensorBoard, which needs TensorFlow (the
+  # step benchmark's loop on an accelerator image that has none).
+  tensorboard: bool = True
 
 
 class _SigtermFlag:
@@ -100,7 +103,8 @@ def run(loop: LoopConfig, initial: models.TrainState, step_fn: StepFn,
   """
   mngr, state = restore_or_init(loop, initial, mesh)
   start = int(jax.device_get(state.step))
-  writer = writers.MetricsWriter(loop.phase_dir, enabled=parallel.is_chief())
+  writer = writers.MetricsWriter(loop.phase_dir, enabled=parallel.is_chief(),
+                                 tensorboard=loop.tensorboard)
   writer.drop_after(start)
   if start >= loop.total_steps:
     writers.console(f"{loop.phase}: finished already (step {start})")

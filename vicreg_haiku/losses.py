@@ -23,7 +23,10 @@ def _variance_and_covariance(z: jax.Array, eps: float):
   var = jnp.sum(jnp.square(centred), axis=0) / (n - 1)  # unbiased, as torch.var
   std = jnp.sqrt(var + eps)
   variance = jnp.mean(jax.nn.relu(1.0 - std))
-  cov = centred.T @ centred / (n - 1)
+  # HIGHEST: float32 products. JAX's default for float32 is one bfloat16
+  # pass on TPUs and TF32 on recent GPUs, which would undo the upcast below.
+  cov = jnp.matmul(centred.T, centred,
+                   precision=jax.lax.Precision.HIGHEST) / (n - 1)
   covariance = _off_diagonal_sq_sum(cov) / d
   return variance, covariance
 
@@ -40,8 +43,9 @@ def vicreg_loss(
   """VICReg loss of two [N, D] embedding batches.
 
   Returns the weighted total and the three unweighted terms, all float32
-  whatever the input dtype (bfloat16 embeddings are upcast first: the
-  covariance of 8192-d embeddings is not safe in bfloat16).
+  whatever the input dtype (bfloat16 embeddings are upcast first, and the
+  covariance products run in float32 on every backend: the covariance of
+  8192-d embeddings is not safe in bfloat16).
   """
   if z_a.shape != z_b.shape or z_a.ndim != 2:
     raise ValueError(

@@ -14,6 +14,7 @@ from vicreg_haiku import device_augmentations
 from vicreg_haiku import losses
 from vicreg_haiku import models
 from vicreg_haiku import optimizers
+from vicreg_haiku import parallel
 
 
 def make_optimizer(config: ml_collections.ConfigDict, steps_per_epoch: int
@@ -97,3 +98,12 @@ def make_step(config: ml_collections.ConfigDict, model,
     return new, metrics
 
   return step
+
+
+def jit_step(config: ml_collections.ConfigDict, model,
+             optimizer: optax.GradientTransformation, schedule_lr, mesh):
+  """make_step jitted as training runs it: the state donated (updated in
+  place), state and metrics replicated."""
+  return jax.jit(make_step(config, model, optimizer, schedule_lr),
+                 donate_argnums=0,
+                 out_shardings=parallel.replicated_sharding(mesh))

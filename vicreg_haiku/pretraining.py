@@ -51,9 +51,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, mesh
   optimizer, schedule = pretrain_step.make_optimizer(
       config, datasets.pretrain_steps_per_epoch(config))
   p = config.pretrain
-  replicated = parallel.replicated_sharding(mesh)
-  step_fn = jax.jit(pretrain_step.make_step(config, model, optimizer, schedule),
-                    donate_argnums=0, out_shardings=replicated)
+  step_fn = pretrain_step.jit_step(config, model, optimizer, schedule, mesh)
   monitor = evaluation.Monitor(config, mesh)
 
   knn = monitor.has_labels

@@ -2,6 +2,13 @@
 
 Only the chief process writes; the others get a writer that drops everything,
 so callers never branch on the process index.
+
+Files go through etils.epath: local paths as plain files, gs:// through
+tf.io.gfile (epath's choice where TensorFlow is installed). TensorFlow is
+imported only where it is used (gs:// and TensorBoard), so the training loop
+also runs where it is not installed (an accelerator image;
+benchmarks/train_step.py --loop_steps) with a local phase_dir and
+`tensorboard=False`.
 """
 
 import json
@@ -10,7 +17,7 @@ import time
 from typing import Mapping
 
 import numpy as np
-import tensorflow as tf
+from etils import epath
 
 METRICS_FILE = "metrics.jsonl"
 
@@ -23,33 +30,40 @@ def _as_python(value):
 def write_atomically(path: str, text: str) -> None:
   """Writes `text` to `path` through a temporary file and a rename, so a
   reader (or a preempted run) never sees half a file."""
-  with tf.io.gfile.GFile(path + ".tmp", "w") as f:
-    f.write(text)
-  tf.io.gfile.rename(path + ".tmp", path, overwrite=True)
+  temporary = epath.Path(path + ".tmp")
+  temporary.write_text(text)
+  temporary.replace(path)
 
 
 def read_metrics(phase_dir: str) -> list[dict]:
-  path = os.path.join(phase_dir, METRICS_FILE)
-  if not tf.io.gfile.exists(path):
+  path = epath.Path(phase_dir) / METRICS_FILE
+  if not path.exists():
     return []
-  with tf.io.gfile.GFile(path) as f:
+  with path.open() as f:
     return [json.loads(line) for line in f if line.strip()]
 
 
 class MetricsWriter:
-  """Appends {"step": int, name: float, ...} lines and TensorBoard scalars."""
+  """Appends {"step": int, name: float, ...} lines and TensorBoard scalars.
 
-  def __init__(self, phase_dir: str, *, enabled: bool = True):
+  tensorboard=False writes metrics.jsonl alone (and needs no TensorFlow).
+  """
+
+  def __init__(self, phase_dir: str, *, enabled: bool = True,
+               tensorboard: bool = True):
     self._enabled = enabled
     self._path = os.path.join(phase_dir, METRICS_FILE)
     self._summary = None
     if enabled:
-      tf.io.gfile.makedirs(phase_dir)
+      epath.Path(phase_dir).mkdir(parents=True, exist_ok=True)
+    if enabled and tensorboard:
+      import tensorflow as tf  # pylint: disable=g-import-not-at-top
+      self._tf = tf
       self._summary = tf.summary.create_file_writer(phase_dir)
 
   def drop_after(self, step: int) -> None:
     """Forgets lines logged after `step`: a resumed run logs them again."""
-    if not self._enabled or not tf.io.gfile.exists(self._path):
+    if not self._enabled or not epath.Path(self._path).exists():
       return
     kept = [r for r in read_metrics(os.path.dirname(self._path))
             if r["step"] <= step]
@@ -61,20 +75,22 @@ class MetricsWriter:
     record = {"step": int(step)}
     record.update({k: _as_python(v) for k, v in scalars.items()})
     # json writes floats with repr, i.e. full precision.
-    with tf.io.gfile.GFile(self._path, "a") as f:
+    with epath.Path(self._path).open("a") as f:
       f.write(json.dumps(record) + "\n")
+    if self._summary is None:
+      return
     with self._summary.as_default(step=int(step)):
       for name, value in record.items():
         if name != "step":
-          tf.summary.scalar(name, value)
+          self._tf.summary.scalar(name, value)
     self._summary.flush()
 
   def write_image(self, step: int, name: str, image: np.ndarray) -> None:
     """`image`: uint8 [H, W, 3]."""
-    if not self._enabled:
+    if self._summary is None:
       return
     with self._summary.as_default(step=int(step)):
-      tf.summary.image(name, image[None])
+      self._tf.summary.image(name, image[None])
     self._summary.flush()
 
   def close(self) -> None:
