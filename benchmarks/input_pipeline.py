@@ -10,13 +10,13 @@ list and check the folder (the index; a rerun reuses it), the time from the
 pipeline's creation to its first batch, two-view images/s and images/s per
 CPU core after --warmup batches, and this process's peak RSS. With
 --augment_on device, tf.data stops after the crop (the photometric half runs
-in the training step on the accelerator), and the JAX photometric half is
-timed on JAX's default device as well. Numbers go to BENCHMARKS.md; the
-reference is ../shared/peers/torchvision_imagefolder.py on the same files.
+in the training step on the accelerator: benchmarks/train_step.py times it).
+On a shared machine, benchmarks/cpu_per_image.py around this command gives
+the CPU time per image instead. Numbers go to BENCHMARKS.md; the reference is
+../shared/peers/torchvision_imagefolder.py on the same files.
 """
 
 import argparse
-import functools
 import os
 import resource
 import time
@@ -38,20 +38,6 @@ def folder_config(args):
   config.pretrain.augmentation = args.recipe
   config.pretrain.augment_on = args.augment_on
   return config
-
-
-def measure_device_half(config, batch: dict, repeats: int) -> float:
-  """Two-view images/s of the photometric half inside a jitted function."""
-  import jax  # pylint: disable=g-import-not-at-top
-  from vicreg_haiku import pretrain_step  # pylint: disable=g-import-not-at-top
-  views = jax.jit(functools.partial(pretrain_step.two_views, config))
-  batch = jax.device_put(batch)
-  jax.block_until_ready(views(batch))
-  start = time.perf_counter()
-  for _ in range(repeats):
-    out = views(batch)
-  jax.block_until_ready(out)
-  return repeats * len(batch["crops"]) / (time.perf_counter() - start)
 
 
 def main():
@@ -81,7 +67,7 @@ def main():
     next(batches)
   start = time.perf_counter()
   for _ in range(args.batches):
-    last = next(batches)
+    next(batches)
   rate = args.batches * args.batch / (time.perf_counter() - start)
   rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
   shard = sources.shard(config, "train", 0, 1)
@@ -92,10 +78,6 @@ def main():
         f"{first_s:.1f} s, {rate:.0f} two-view images/s on {cores} cores = "
         f"{rate / cores:.0f} per core, peak RSS {rss_mib:.0f} MiB "
         f"(first batch keys {sorted(first)})", flush=True)
-  if args.augment_on == "device":
-    device_rate = measure_device_half(config, last, args.batches)
-    print(f"RESULT {args.recipe} photometric half in JAX: {device_rate:.0f} "
-          "two-view images/s", flush=True)
 
 
 if __name__ == "__main__":
