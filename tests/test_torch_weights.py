@@ -348,9 +348,18 @@ def test_a_pickled_model_is_refused(tmp_path):
   path = str(tmp_path / "model.pth")
   torch.save(torchvision.models.resnet18(), path)
   with pytest.raises(torch_weights.WeightsError,
-                     match=r"model.pth pickles torchvision.models.resnet.ResNet"
-                     r".*save the model's state_dict\(\) instead"):
+                     match=r"model.pth pickles torch.nn.modules.*"
+                     r"torchvision.models.resnet.ResNet, not only tensors: "
+                     r"save the model's state_dict\(\) instead"):
     torch_weights.read_state_dict(path)
+
+
+def test_a_file_of_something_else_is_refused(tmp_path):
+  path = str(tmp_path / "tensor.pth")
+  torch.save(torch.zeros(3), path)
+  assert refusal(torch_weights.read_state_dict(path),
+                 config_of("resnet18")).startswith(
+                     "the state_dict holds a Tensor, not a state_dict")
 
 
 def test_without_torch_the_error_says_how_to_install(monkeypatch):

@@ -211,6 +211,9 @@ def from_torch(state_dict: Mapping[str, Any],
   Raises WeightsError naming the first key that does not fit the model of
   `config.model` (and how many more do not).
   """
+  if not isinstance(state_dict, Mapping):
+    raise WeightsError(f"{source} holds a {type(state_dict).__name__}, not a "
+                       "state_dict")
   if isinstance(state_dict.get("model"), Mapping):
     state_dict = state_dict["model"]
   prefixes = _prefixes(list(state_dict))
@@ -294,7 +297,7 @@ def read_state_dict(path: str) -> Mapping[str, Any]:
   except ValueError:  # not torch.save's zip format: torch.load may still read
     unknown = []
   data.seek(0)
-  foreign = [name for name in unknown if not name.startswith("__main__.")]
+  foreign = sorted(n for n in unknown if not n.startswith("__main__."))
   if foreign:
     raise WeightsError(
         f"{path} pickles {', '.join(foreign)}, not only tensors: save the "
