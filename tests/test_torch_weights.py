@@ -26,6 +26,7 @@ from torch import nn
 
 from test_reliability import ROOT
 from test_reliability import run_launch
+from vicreg_haiku import classifier
 from vicreg_haiku import defaults
 from vicreg_haiku import export
 from vicreg_haiku import models
@@ -479,14 +480,40 @@ def test_a_probe_alone_evaluates_an_imported_encoder(pretrained_from_file,
   assert not os.path.exists(os.path.join(workdir, "pretrain"))
 
 
-def test_a_finetune_alone_starts_from_another_workdir(pretrained_from_file,
-                                                      tmp_path):
-  workdir = str(tmp_path / "finetune")
-  assert run_launch(workdir, *WIDTH, "--config.mode=finetune",
-                    "--config.finetune.batch_size=256",  # 4 steps
-                    f"--config.model.init_from={pretrained_from_file}") == 0
-  assert results_of(workdir)["finetune"]["encoder"] == (
-      f"{pretrained_from_file}/pretrain step 2")
+def test_another_workdir_as_init_from(pretrained_from_file):
+  config = pretrained.read_config(pretrained_from_file)
+  config.model.init_from = pretrained_from_file
+  weights = pretrained.import_init_from(config)
+  params, state, _ = pretrained.restore_pretrained(config,
+                                                   pretrained_from_file)
+  assert weights.source == f"{pretrained_from_file}/pretrain step 2"
+  jax.tree.map(np.testing.assert_array_equal,
+               (weights.params, weights.net_state), (params, state))
+  config.model.width = 4
+  with pytest.raises(torch_weights.WeightsError) as error:
+    pretrained.import_init_from(config)
+  assert str(error.value) == (
+      f"config.model.width=4, but config.model.init_from={pretrained_from_file}"
+      " was pretrained with 64: set --config.model.width to it")
+
+
+def test_a_finetune_starts_from_the_imported_encoder(pretrained_from_file,
+                                                     start_file, tmp_path):
+  """Without pretraining in its workdir, the fine-tune's encoder is the
+  imported one (the end-to-end path is the probe's, tested above)."""
+  config = pretrained.read_config(pretrained_from_file)
+  config.model.init_from = start_file
+  imported = pretrained.import_init_from(config)
+  encoder = pretrained.pretrained_encoder(config, str(tmp_path), imported)
+  assert encoder.source == start_file
+  model = models.classifier_model(config, num_classes=10)
+  optimizer = classifier.make_optimizer(config, "finetune")
+  state = classifier.init_state(config, "finetune", model, optimizer, encoder)
+  assert set(models.encoder_part(state.params)) == set(encoder.params)
+  jax.tree.map(np.testing.assert_array_equal,
+               (models.encoder_part(state.params),
+                models.encoder_part(state.net_state)),
+               (encoder.params, encoder.net_state))
 
 
 def test_a_resumed_pretraining_does_not_import_again(pretrained_from_file,

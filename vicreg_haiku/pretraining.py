@@ -43,7 +43,7 @@ def collapse_warning(step: int, scalars, collapse_std: float,
           "learning rate")
 
 
-def start_from(initial: models.TrainState, imported: models.Weights,
+def _start_from(initial: models.TrainState, imported: models.Weights,
                optimizer) -> models.TrainState:
   """`initial` with the imported params and BN state (the encoder's, and the
   expander's when `imported` has one) and the optimizer state of those."""
@@ -93,7 +93,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, mesh,
   batches = functools.partial(_pretrain_stream, config, phase_dir)
   initial = pretrain_step.init_state(config, model, optimizer)
   if imported is not None:
-    initial = start_from(initial, imported, optimizer)
+    initial = _start_from(initial, imported, optimizer)
   state = loop.run(loop_config, initial, step_fn, batches, mesh, on_log,
                    watch_collapse)
   if not knn:  # unlabelled data: nothing to classify
