@@ -29,13 +29,13 @@ from vicreg_haiku import xla_flags
 
 xla_flags.set_defaults()  # before JAX starts its backend
 
-import haiku as hk  # pylint: disable=g-import-not-at-top,wrong-import-position
-import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
-import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
+import haiku as hk
+import jax
+import numpy as np
 
-from vicreg_haiku import defaults  # pylint: disable=g-import-not-at-top,wrong-import-position
-from vicreg_haiku import models  # pylint: disable=g-import-not-at-top,wrong-import-position
-from vicreg_haiku import torch_weights  # pylint: disable=g-import-not-at-top,wrong-import-position
+from vicreg_haiku import defaults
+from vicreg_haiku import models
+from vicreg_haiku import torch_weights
 
 SIZES = (96, 224, 99)
 
@@ -129,9 +129,9 @@ def timings(repeats: int) -> None:
     size = torch_weights.write_state_dict(
         exported, os.path.join(directory, "out.pth"))
     times["write_state_dict"].append(time.perf_counter() - start)
-  print(f"ResNet-50 ({size / 2**20:.1f} MiB), median of {repeats}: " + ", ".join(
-      f"{name} {statistics.median(values):.2f} s"
-      for name, values in times.items()))
+  medians = ", ".join(f"{name} {statistics.median(values):.2f} s"
+                      for name, values in times.items())
+  print(f"ResNet-50 ({size / 2**20:.1f} MiB), median of {repeats}: {medians}")
 
 
 def main() -> None:

@@ -11,7 +11,6 @@ import copy
 import functools
 import json
 import os
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -32,6 +31,7 @@ from vicreg_haiku import export
 from vicreg_haiku import models
 from vicreg_haiku import networks
 from vicreg_haiku import pretrained
+from vicreg_haiku import runner
 from vicreg_haiku import torch_weights
 
 SIZES = (96, 224, 99)  # 99: odd sizes at every stride-2 layer but the first
@@ -331,7 +331,8 @@ def test_an_expander_of_other_sizes_is_refused():
   modules.backbone.fc = nn.Identity()
   message = refusal(modules.state_dict(),
                     config_of("resnet18", expander_dims=(128, 128, 32)))
-  assert "projector.0.weight has shape [64, 512], expected [128, 512]" in message
+  assert ("projector.0.weight has shape [64, 512], expected [128, 512]"
+          in message)
 
 
 def test_the_classifier_head_is_dropped_and_said(resnet18_state_dict,
@@ -516,19 +517,17 @@ def test_a_finetune_starts_from_the_imported_encoder(pretrained_from_file,
                (encoder.params, encoder.net_state))
 
 
-def test_a_resumed_pretraining_does_not_import_again(pretrained_from_file,
-                                                     start_file, tmp_path):
-  workdir = str(tmp_path / "resumed")
-  shutil.copytree(pretrained_from_file, workdir)
-  os.rename(start_file, start_file + ".moved")  # a resume never reads it
-  try:
-    assert run_launch(workdir, *WIDTH, "--config.pretrain.base_lr=0.0",
-                      "--config.pretrain.max_steps=3",
-                      f"--config.model.init_from={start_file}") == 0
-  finally:
-    os.rename(start_file + ".moved", start_file)
-  with open(os.path.join(workdir, "pretrain", "metrics.jsonl")) as f:
-    assert [json.loads(line)["step"] for line in f][-1] == 3
+def test_a_workdir_with_pretraining_does_not_import_again(
+    pretrained_from_file):
+  """A resumed or later run uses its own checkpoints: init_from is not even
+  read (here it no longer exists)."""
+  config = pretrained.read_config(pretrained_from_file)
+  config.model.init_from = "/nonexistent/start.pth"
+  # pylint: disable-next=protected-access
+  imported_weights = runner._imported_weights
+  for mode in ("pretrain", "all", "linear_probe", "finetune"):
+    config.mode = mode
+    assert imported_weights(config, pretrained_from_file) is None
 
 
 @pytest.mark.parametrize("init_from, words", [

@@ -65,6 +65,8 @@ _SHORTCUT = {"shortcut_conv": "downsample.0",
 _BLOCK = re.compile(r"stage_(\d+)_block_(\d+)")
 _BLOCK_LAYER = re.compile(r"(conv|batch_norm)_(\d+)")
 _EXPANDER_LAYER = re.compile(r"(linear|batch_norm)_(\d+)")
+_HWIO_TO_OIHW = (3, 2, 0, 1)
+_OIHW_TO_HWIO = (2, 3, 1, 0)
 # torch's registration order of these names, for listing keys as torch does.
 _TOKEN = re.compile(r"([a-z_]*)(\d*)")
 _TOKEN_ORDER = {name: rank for rank, name in enumerate((
@@ -102,10 +104,6 @@ def _torch_module(module: str) -> str:
     return f"{prefix}.{_SHORTCUT[path[1]]}"
   kind, index = _BLOCK_LAYER.fullmatch(path[1]).groups()
   return f"{prefix}.{'conv' if kind == 'conv' else 'bn'}{int(index) + 1}"
-
-
-_HWIO_TO_OIHW = (3, 2, 0, 1)
-_OIHW_TO_HWIO = (2, 3, 1, 0)
 
 
 def _torch_order(key: str) -> list[tuple[float, int]]:
