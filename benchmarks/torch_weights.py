@@ -20,10 +20,8 @@ import sys
 import tempfile
 import time
 
-# torchvision before TensorFlow (read_state_dict imports it): the other order
-# crashes (TF 2.21 + torchvision 0.29).
-import torch  # pylint: disable=g-bad-import-order
-import torchvision  # pylint: disable=g-bad-import-order
+import torch
+import torchvision
 
 from vicreg_haiku import xla_flags
 

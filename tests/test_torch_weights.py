@@ -462,6 +462,13 @@ def test_export_refuses_a_workdir_without_pretraining(tmp_path, capsys):
   assert not (tmp_path / "x.pth").exists()
 
 
+def test_export_refuses_an_unwritable_output(pretrained_from_file, capsys):
+  assert export.main([f"--workdir={pretrained_from_file}",
+                      "--output=/nonexistent/encoder.pth"]) == 1
+  assert capsys.readouterr().err.startswith(
+      "error: cannot write /nonexistent/encoder.pth: ")
+
+
 def results_of(workdir):
   with open(os.path.join(workdir, "results.json")) as f:
     return json.load(f)

@@ -30,10 +30,10 @@ weight/bias <-> params scale/offset, running_mean/running_var <-> BN state
 mean/var. Shapes come from the model the config builds (jax.eval_shape).
 
 torch is imported only in this module and only when a function needs it
-(the `torch` extra); TensorFlow, for reading and writing gs:// paths, only by
-`read_state_dict` / `write_state_dict`: a process that imports torchvision
-after TensorFlow can crash (TF 2.21 + torchvision 0.29), so `from_torch` and
-`to_torch` leave the import order to the caller.
+(the `torch` extra). Files go through etils.epath (local or gs://), which
+imports TensorFlow only for gs://: a process that imports torchvision after
+TensorFlow can crash (TF 2.21 + torchvision 0.29), so the import order of
+local reads and writes stays the caller's.
 """
 
 import io
@@ -47,8 +47,10 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from absl import logging
+from etils import epath
 
 from vicreg_haiku import models
+from vicreg_haiku import writers
 
 BACKBONE = "backbone."
 PROJECTOR = "projector."
@@ -285,11 +287,9 @@ def read_state_dict(path: str) -> Mapping[str, Any]:
   model: save its state_dict() instead).
   """
   torch = _torch()
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  if not tf.io.gfile.exists(path):
+  if not epath.Path(path).is_file():
     raise WeightsError(f"{path}: no such file")
-  with tf.io.gfile.GFile(path, "rb") as f:
-    data = io.BytesIO(f.read())
+  data = io.BytesIO(epath.Path(path).read_bytes())
   try:
     unknown = torch.serialization.get_unsafe_globals_in_checkpoint(data)
   except ValueError:  # not torch.save's zip format: torch.load may still read
@@ -320,8 +320,10 @@ def _placeholder(*args, **kwargs):
 def write_state_dict(state_dict: Mapping[str, Any], path: str) -> int:
   """torch.save to `path` (local or gs://) atomically; returns its bytes."""
   torch = _torch()
-  from vicreg_haiku import writers  # pylint: disable=g-import-not-at-top
   buffer = io.BytesIO()
   torch.save(dict(state_dict), buffer)
-  writers.write_atomically(path, buffer.getvalue())
+  try:
+    writers.write_atomically(path, buffer.getvalue())
+  except OSError as error:
+    raise WeightsError(f"cannot write {path}: {error}") from None
   return buffer.tell()
