@@ -1,6 +1,10 @@
 """Shared fixtures."""
 
-import tempfile
+# torchvision first: imported after TensorFlow, it crashes the process
+# (TF 2.21 + torchvision 0.29); tests/test_torch_weights.py needs both.
+import torchvision  # pylint: disable=unused-import
+
+import tempfile  # pylint: disable=g-bad-import-order
 
 from vicreg_haiku import xla_flags
 

@@ -59,17 +59,16 @@ def make_optimizer(config: ml_collections.ConfigDict, phase: str
       label)
 
 
-def init_state(config, phase: str, model, optimizer, workdir: str
-               ) -> models.TrainState:
+def init_state(config, phase: str, model, optimizer,
+               encoder: models.Weights | None) -> models.TrainState:
+  """Random init; the fine-tune's encoder then replaced by `encoder`."""
   size = config.dataset.image_size
   params, net_state = jax.jit(functools.partial(model.init, is_training=True))(
       models.init_key(config.seed, _STREAM_OFFSET[phase]),
       jnp.zeros((2, size, size, 3), jnp.float32))
-  if phase == "finetune":
-    encoder_params, encoder_state, _ = pretrained.restore_encoder(config,
-                                                                  workdir)
-    params = {**params, **encoder_params}
-    net_state = {**net_state, **encoder_state}
+  if encoder is not None:
+    params = {**params, **encoder.params}
+    net_state = {**net_state, **encoder.net_state}
   return models.TrainState(jnp.zeros([], jnp.int32), params, net_state,
                            jax.jit(optimizer.init)(params))
 
@@ -97,9 +96,14 @@ def make_step(model, optimizer):
   return step
 
 
-def run(config: ml_collections.ConfigDict, workdir: str, phase: str, mesh
-        ) -> dict[str, dict]:
+def run(config: ml_collections.ConfigDict, workdir: str, phase: str, mesh,
+        imported: models.Weights | None = None) -> dict[str, dict]:
+  """Trains and tests `phase`; the fine-tune starts from the workdir's
+  pretrained encoder, else from `imported` (config.model.init_from)."""
   settings = config[phase]
+  encoder = None
+  if phase == "finetune":
+    encoder = pretrained.pretrained_encoder(config, workdir, imported)
   model = models.classifier_model(config, datasets.num_classes(config))
   optimizer = make_optimizer(config, phase)
   _, total = steps(config, phase)
@@ -118,7 +122,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, phase: str, mesh
       checkpoint_every_steps=settings.checkpoint_every_steps,
       skip_nonfinite=settings.skip_nonfinite)
   state = loop.run(loop_config,
-                   init_state(config, phase, model, optimizer, workdir),
+                   init_state(config, phase, model, optimizer, encoder),
                    step_fn, batches, mesh)
   apply = jax.jit(functools.partial(model.apply, is_training=False))
   logits, labels = evaluation.extract(
@@ -126,4 +130,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, phase: str, mesh
                                    images)[0],
       config.dataset.test_split, mesh)
   top1 = float(np.mean(np.argmax(logits, axis=1) == labels))
-  return {phase: {"top1": top1, "steps": total}}
+  entry = {"top1": top1, "steps": total}
+  if encoder is not None:
+    entry["encoder"] = encoder.source
+  return {phase: entry}

@@ -112,6 +112,11 @@ def base_config() -> config_dict.ConfigDict:
       stem="cifar",  # imagenet | cifar
       width=64,
       expander_dims=(8192, 8192, 8192),
+      # Start from these weights: a .pth / .pt state_dict (torchvision or
+      # official VICReg layout, vicreg_haiku/torch_weights.py) or another
+      # workdir. Pretraining starts from its encoder (and expander, if it has
+      # one); a probe or fine-tune without pretraining here uses its encoder.
+      init_from=config_dict.placeholder(str),
   ))
 
   c.loss = config_dict.ConfigDict(dict(

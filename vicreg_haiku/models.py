@@ -14,6 +14,7 @@ import optax
 from vicreg_haiku import networks
 
 ENCODER = "encoder"
+EXPANDER = "expander"
 
 
 class TrainState(NamedTuple):
@@ -21,6 +22,13 @@ class TrainState(NamedTuple):
   params: hk.Params
   net_state: hk.State
   opt_state: optax.OptState
+
+
+class Weights(NamedTuple):
+  """Params and BN state a phase starts from, and where they came from."""
+  params: hk.Params
+  net_state: hk.State
+  source: str  # for results.json: a file, or "WORKDIR/pretrain step N"
 
 
 def init_key(seed: int, stream: int) -> jax.Array:
@@ -47,7 +55,7 @@ def pretrain_model(config: ml_collections.ConfigDict) -> hk.TransformedWithState
 
   def forward(view_a, view_b, is_training=True):
     encoder = make_encoder(config)
-    expander = networks.Expander(config.model.expander_dims, name="expander")
+    expander = networks.Expander(config.model.expander_dims, name=EXPANDER)
     features_a = encoder(view_a, is_training)
     z_a = expander(features_a, is_training)
     z_b = expander(encoder(view_b, is_training), is_training)

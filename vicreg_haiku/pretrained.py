@@ -3,6 +3,9 @@
     from vicreg_haiku import pretrained
     encoder = pretrained.load_encoder("/tmp/vicreg_digits")
     features = encoder(images)  # float32 [B, S, S, 3], normalised -> [B, F]
+
+A run can also start from weights made elsewhere, config.model.init_from: a
+.pth / .pt file (torch_weights.py) or another workdir's pretraining.
 """
 
 import json
@@ -16,15 +19,17 @@ import numpy as np
 import tensorflow as tf
 
 from vicreg_haiku import checkpointing
-from vicreg_haiku import datasets
 from vicreg_haiku import evaluation
 from vicreg_haiku import models
 from vicreg_haiku import parallel
 from vicreg_haiku import precision
 from vicreg_haiku import pretrain_step
 from vicreg_haiku import pretraining
+from vicreg_haiku import torch_weights
 
 CONFIG_FILE = "config.json"
+# The config.model keys that fix the shapes of the encoder and expander.
+_SHAPE_KEYS = ("encoder", "stem", "width", "expander_dims")
 
 
 class MissingEncoderError(RuntimeError):
@@ -39,13 +44,26 @@ def read_config(workdir: str) -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(json.load(f))
 
 
-def restore_encoder(config: ml_collections.ConfigDict, workdir: str
-                    ) -> tuple[hk.Params, hk.State, int]:
-  """The encoder params and BN state of the newest pretraining checkpoint."""
-  directory = os.path.join(workdir, pretraining.PHASE, "checkpoints")
+def _checkpoints(workdir: str) -> str:
+  return os.path.join(workdir, pretraining.PHASE, "checkpoints")
+
+
+def has_checkpoint(workdir: str) -> bool:
+  """Whether `workdir` holds a pretraining checkpoint (a finished step)."""
+  directory = _checkpoints(workdir)
+  return tf.io.gfile.isdir(directory) and any(
+      name.rstrip("/").isdigit() for name in tf.io.gfile.listdir(directory))
+
+
+def restore_pretrained(config: ml_collections.ConfigDict, workdir: str
+                       ) -> tuple[hk.Params, hk.State, int]:
+  """Params and BN state (encoder and expander) of the newest pretraining
+  checkpoint, and its step."""
+  directory = _checkpoints(workdir)
   model = models.pretrain_model(config)
-  optimizer, _ = pretrain_step.make_optimizer(
-      config, datasets.pretrain_steps_per_epoch(config))
+  # Only the optimizer state's structure matters here, which the schedule's
+  # length does not change: no need to read the dataset's size.
+  optimizer, _ = pretrain_step.make_optimizer(config, steps_per_epoch=1)
   replicated = parallel.replicated_sharding(parallel.make_mesh())
   target = jax.tree.map(
       lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated),
@@ -59,8 +77,69 @@ def restore_encoder(config: ml_collections.ConfigDict, workdir: str
     raise MissingEncoderError(
         f"no pretrained encoder in {directory}: run the pretrain phase first "
         "(--config.mode=pretrain or all)")
-  return (models.encoder_part(state.params),
-          models.encoder_part(state.net_state), int(state.step))
+  return state.params, state.net_state, int(state.step)
+
+
+def restore_encoder(config: ml_collections.ConfigDict, workdir: str
+                    ) -> tuple[hk.Params, hk.State, int]:
+  """The encoder params and BN state of the newest pretraining checkpoint."""
+  params, net_state, step = restore_pretrained(config, workdir)
+  return models.encoder_part(params), models.encoder_part(net_state), step
+
+
+def import_init_from(config: ml_collections.ConfigDict) -> models.Weights:
+  """config.model.init_from read and checked against config.model.
+
+  A .pth / .pt file gives the encoder, and the expander when the file has a
+  projector (torch_weights.from_torch); another workdir gives both, from its
+  newest pretraining checkpoint. Arrays come replicated over the devices.
+  """
+  source = config.model.init_from
+  if tf.io.gfile.isdir(source):
+    params, net_state, step = _restore_other(config, source)
+    described = f"{source}/pretrain step {step}"
+  elif tf.io.gfile.exists(source):
+    params, net_state = torch_weights.from_torch(
+        torch_weights.read_state_dict(source), config, source=source)
+    described = source
+  else:
+    raise MissingEncoderError(
+        f"config.model.init_from={source!r}: no such file or workdir")
+  replicated = parallel.replicate((params, net_state), parallel.make_mesh())
+  return models.Weights(*replicated, described)
+
+
+def _restore_other(config: ml_collections.ConfigDict, workdir: str):
+  """Another workdir's pretrained params, if its networks are config's."""
+  other = read_config(workdir)
+  ours, theirs = _network(config), _network(other)
+  for key in _SHAPE_KEYS:
+    if ours[key] != theirs[key]:
+      raise torch_weights.WeightsError(
+          f"config.model.{key}={ours[key]!r}, but config.model.init_from="
+          f"{workdir} was pretrained with {theirs[key]!r}: set "
+          f"--config.model.{key} to it")
+  return restore_pretrained(other, workdir)
+
+
+def _network(config: ml_collections.ConfigDict) -> dict:
+  """The config.model values of _SHAPE_KEYS (JSON's lists as tuples)."""
+  values = {key: config.model[key] for key in _SHAPE_KEYS}
+  return {key: tuple(value) if isinstance(value, (list, tuple)) else value
+          for key, value in values.items()}
+
+
+def pretrained_encoder(config: ml_collections.ConfigDict, workdir: str,
+                       imported: models.Weights | None) -> models.Weights:
+  """The encoder a probe or fine-tune starts from: `workdir`'s newest
+  pretraining checkpoint, else the `imported` one (config.model.init_from)."""
+  if imported is None or has_checkpoint(workdir):
+    params, net_state, step = restore_encoder(config, workdir)
+    return models.Weights(params, net_state,
+                          f"{workdir}/pretrain step {step}")
+  return models.Weights(models.encoder_part(imported.params),
+                        models.encoder_part(imported.net_state),
+                        imported.source)
 
 
 def load_encoder(workdir: str) -> Callable[[np.ndarray], np.ndarray]:

@@ -43,9 +43,23 @@ def collapse_warning(step: int, scalars, collapse_std: float,
           "learning rate")
 
 
-def run(config: ml_collections.ConfigDict, workdir: str, mesh
-        ) -> dict[str, dict]:
-  """Pretrains (resuming if it can); returns the final kNN monitor result."""
+def _start_from(initial: models.TrainState, imported: models.Weights,
+               optimizer) -> models.TrainState:
+  """`initial` with the imported params and BN state (the encoder's, and the
+  expander's when `imported` has one) and the optimizer state of those."""
+  params = {**initial.params, **imported.params}
+  return initial._replace(
+      params=params, net_state={**initial.net_state, **imported.net_state},
+      opt_state=optimizer.init(params))
+
+
+def run(config: ml_collections.ConfigDict, workdir: str, mesh,
+        imported: models.Weights | None = None) -> dict[str, dict]:
+  """Pretrains (resuming if it can); returns the final kNN monitor result.
+
+  `imported` (config.model.init_from) is where a fresh run starts from; the
+  runner passes None once the workdir has a checkpoint to resume.
+  """
   phase_dir = os.path.join(workdir, PHASE)
   model = models.pretrain_model(config)
   optimizer, schedule = pretrain_step.make_optimizer(
@@ -78,6 +92,8 @@ def run(config: ml_collections.ConfigDict, workdir: str, mesh
       skip_nonfinite=p.skip_nonfinite)
   batches = functools.partial(_pretrain_stream, config, phase_dir)
   initial = pretrain_step.init_state(config, model, optimizer)
+  if imported is not None:
+    initial = _start_from(initial, imported, optimizer)
   state = loop.run(loop_config, initial, step_fn, batches, mesh, on_log,
                    watch_collapse)
   if not knn:  # unlabelled data: nothing to classify

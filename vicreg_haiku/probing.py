@@ -44,19 +44,19 @@ def _probe(config, name: str, train, test) -> dict[str, dict]:
   return results
 
 
-def run(config: ml_collections.ConfigDict, workdir: str, mesh
-        ) -> dict[str, dict]:
-  params, net_state, step = pretrained.restore_encoder(config, workdir)
+def run(config: ml_collections.ConfigDict, workdir: str, mesh,
+        imported: models.Weights | None = None) -> dict[str, dict]:
+  encoder = pretrained.pretrained_encoder(config, workdir, imported)
   features = evaluation.encoder_features(config)
   splits = (config.dataset.train_split, config.dataset.test_split)
-  encoders = {PHASE: (params, net_state),
+  encoders = {PHASE: (encoder.params, encoder.net_state),
               "random_init_probe": _random_init_encoder(config)}
   results = {}
   for name, (p, s) in encoders.items():
     train, test = (evaluation.extract(config, features(p, s), split, mesh)
                    for split in splits)
     results.update(_probe(config, name, train, test))
-  results[PHASE]["pretrain_step"] = step
+  results[PHASE]["encoder"] = encoder.source
   flatten = jax.jit(lambda images: images.reshape(images.shape[0], -1))
   train, test = (evaluation.extract(config, flatten, split, mesh)
                  for split in splits)

@@ -14,6 +14,7 @@ import tensorflow as tf
 from vicreg_haiku import classifier
 from vicreg_haiku import config_checks
 from vicreg_haiku import datasets
+from vicreg_haiku import models
 from vicreg_haiku import parallel
 from vicreg_haiku import precision
 from vicreg_haiku import pretrained
@@ -71,21 +72,23 @@ def prepare_workdir(config: ml_collections.ConfigDict, workdir: str) -> None:
         f"--workdir={workdir} is not writable ({error}); choose another") from None
 
 
-def _check_encoder_exists(config: ml_collections.ConfigDict,
-                          workdir: str) -> None:
-  """A probe or fine-tune alone needs pretraining checkpoints: refuse before
-  anything is written (config.json included) when there are none."""
-  if config.mode not in ("linear_probe", "finetune"):
-    return
-  directory = os.path.join(workdir, pretraining.PHASE, "checkpoints")
-  steps = []
-  if tf.io.gfile.isdir(directory):
-    steps = [n.rstrip("/") for n in tf.io.gfile.listdir(directory)
-             if n.rstrip("/").isdigit()]
-  if not steps:
+def _imported_weights(config: ml_collections.ConfigDict, workdir: str
+                      ) -> models.Weights | None:
+  """config.model.init_from, read before anything is written (config.json
+  included) and refused there if unusable, when a phase will start from it:
+  none does once the workdir has pretraining checkpoints (a resumed run never
+  imports again), and `supervised` never does. A probe or fine-tune alone
+  without either is refused."""
+  if config.mode == "supervised" or pretrained.has_checkpoint(workdir):
+    return None
+  if config.model.init_from is not None:
+    return pretrained.import_init_from(config)
+  if config.mode in ("linear_probe", "finetune"):
+    directory = os.path.join(workdir, pretraining.PHASE, "checkpoints")
     raise pretrained.MissingEncoderError(
         f"no pretrained encoder in {directory}: run the pretrain phase first "
-        "(--config.mode=pretrain or all)")
+        "(--config.mode=pretrain or all) or set --config.model.init_from")
+  return None
 
 
 def _check_data(config: ml_collections.ConfigDict, phases) -> None:
@@ -121,12 +124,13 @@ def _check_data(config: ml_collections.ConfigDict, phases) -> None:
     check()
 
 
-def _run_phase(phase: str, config, workdir: str, mesh) -> dict[str, dict]:
+def _run_phase(phase: str, config, workdir: str, mesh,
+               imported: models.Weights | None) -> dict[str, dict]:
   if phase == "pretrain":
-    return pretraining.run(config, workdir, mesh)
+    return pretraining.run(config, workdir, mesh, imported)
   if phase == "linear_probe":
-    return probing.run(config, workdir, mesh)
-  return classifier.run(config, workdir, phase, mesh)
+    return probing.run(config, workdir, mesh, imported)
+  return classifier.run(config, workdir, phase, mesh, imported)
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, dict]:
@@ -137,7 +141,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, dict]:
   # Missing, unprepared or unlabelled data fails here, before anything is
   # written.
   _check_data(config, phases)
-  _check_encoder_exists(config, workdir)
+  imported = _imported_weights(config, workdir)
   prepare_workdir(config, workdir)
   precision.set_compute_dtype(config.precision)
   mesh = parallel.make_mesh()
@@ -147,7 +151,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, dict]:
                                     for r in _RESULTS_OF[phase]):
       writers.console(f"{phase}: finished already (results.json), skipped")
       continue
-    entries = _run_phase(phase, config, workdir, mesh)
+    entries = _run_phase(phase, config, workdir, mesh, imported)
     if parallel.is_chief():
       finished = results.update(workdir, entries)
   if parallel.is_chief():

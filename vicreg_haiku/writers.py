@@ -27,11 +27,14 @@ def _as_python(value):
   return value.item() if value.ndim == 0 else value.tolist()
 
 
-def write_atomically(path: str, text: str) -> None:
+def write_atomically(path: str, text: str | bytes) -> None:
   """Writes `text` to `path` through a temporary file and a rename, so a
   reader (or a preempted run) never sees half a file."""
   temporary = epath.Path(path + ".tmp")
-  temporary.write_text(text)
+  if isinstance(text, bytes):
+    temporary.write_bytes(text)
+  else:
+    temporary.write_text(text)
   temporary.replace(path)
 
 

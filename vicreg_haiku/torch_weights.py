@@ -1,0 +1,329 @@
+"""PyTorch weights in and out: torchvision and official VICReg state_dicts.
+
+    params, net_state = from_torch(read_state_dict("resnet50.pth"), config)
+    write_state_dict(to_torch(params, net_state), "encoder.pth")
+
+Read (`from_torch`), every layout keyed by torchvision's names:
+- torchvision `resnet18` / `resnet50` state_dicts, with or without the `fc`
+  classifier, which is dropped with a warning (VICReg's encoder has none);
+- the official VICReg backbone (`resnet50.pth`, torch hub): torchvision's keys
+  without `fc`. The official stem (facebookresearch/vicreg resnet.py) pads the
+  image with `nn.ConstantPad2d(1, 0.0)` and then runs the 7x7/2 conv with
+  `padding=2`: zeros 1 then 2 pixels deep on every side are zeros 3 deep, the
+  very input torchvision's `padding=3` conv sees, so the outputs are the same
+  numbers (the same products summed in the same order);
+- the official full checkpoint (`*_fullckpt.pth`): `{"epoch", "model",
+  "optimizer"}`, the model's keys under DistributedDataParallel's `module.`:
+  `module.backbone.*` and the projector `module.projector.{0,1,3,4,6}.*`
+  (Linear, BatchNorm1d, ReLU, ..., the last Linear without bias: the
+  official `Projector`). Its optimizer pickles `exclude_bias_and_norm` from
+  the training script's `__main__`; `read_state_dict` stands a placeholder in
+  for such functions instead of needing them;
+- `to_torch(..., expander=True)`'s own layout, `backbone.*` + `projector.*`:
+  the state_dict of the official `VICReg` module itself (main_vicreg.py).
+
+Every tensor is accounted for: a missing, unexpected or mis-shaped one is
+refused in one line naming its key; `num_batches_tracked` is ignored (it
+matters only to BatchNorm with momentum=None, which neither side uses).
+Layouts: conv OIHW <-> HWIO, Linear [out, in] <-> [in, out], BatchNorm
+weight/bias <-> params scale/offset, running_mean/running_var <-> BN state
+mean/var. Shapes come from the model the config builds (jax.eval_shape).
+
+torch is imported only in this module and only when a function needs it
+(the `torch` extra). Files go through etils.epath (local or gs://), which
+imports TensorFlow only for gs://: a process that imports torchvision after
+TensorFlow can crash (TF 2.21 + torchvision 0.29), so the import order of
+local reads and writes stays the caller's.
+"""
+
+import io
+import math
+import re
+from typing import Any, Mapping
+
+import haiku as hk
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from absl import logging
+from etils import epath
+
+from vicreg_haiku import models
+from vicreg_haiku import writers
+
+BACKBONE = "backbone."
+PROJECTOR = "projector."
+_DDP = "module."  # DistributedDataParallel's prefix in the full checkpoint
+_FC_HEAD = ("fc.weight", "fc.bias")
+_COUNTER = "num_batches_tracked"
+# Haiku parameter / BN-state names -> torch's.
+_TORCH_NAMES = {"w": "weight", "b": "bias", "scale": "weight",
+                "offset": "bias", "mean": "running_mean",
+                "var": "running_var"}
+_STEM = {"stem_conv": "conv1", "stem_batch_norm": "bn1"}
+_SHORTCUT = {"shortcut_conv": "downsample.0",
+             "shortcut_batch_norm": "downsample.1"}
+_BLOCK = re.compile(r"stage_(\d+)_block_(\d+)")
+_BLOCK_LAYER = re.compile(r"(conv|batch_norm)_(\d+)")
+_EXPANDER_LAYER = re.compile(r"(linear|batch_norm)_(\d+)")
+_HWIO_TO_OIHW = (3, 2, 0, 1)
+_OIHW_TO_HWIO = (2, 3, 1, 0)
+# torch's registration order of these names, for listing keys as torch does.
+_TOKEN = re.compile(r"([a-z_]*)(\d*)")
+_TOKEN_ORDER = {name: rank for rank, name in enumerate((
+    "", "conv", "bn", "layer", "downsample", "module", "backbone",
+    "projector", "weight", "bias", "running_mean", "running_var", _COUNTER))}
+_MISSING_TORCH = ("reading/writing .pth files needs PyTorch: "
+                  "pip install -e '.[torch]'")
+
+
+class WeightsError(ValueError):
+  """Weights that do not fit the configured model, or cannot be read."""
+
+
+def _torch():
+  try:
+    import torch  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    raise WeightsError(_MISSING_TORCH) from None
+  return torch
+
+
+def _torch_module(module: str) -> str:
+  """torch's name of one of our Haiku modules, e.g.
+  encoder/stage_1_block_0/batch_norm_0 -> layer2.0.bn1."""
+  top, *path = module.split("/")
+  if top == models.EXPANDER:
+    # The official Projector: Linear, BatchNorm1d, ReLU per hidden size.
+    kind, index = _EXPANDER_LAYER.fullmatch(path[0]).groups()
+    return f"projector.{3 * int(index) + (kind == 'batch_norm')}"
+  if path[0] in _STEM:
+    return _STEM[path[0]]
+  stage, block = _BLOCK.fullmatch(path[0]).groups()
+  prefix = f"layer{int(stage) + 1}.{block}"
+  if path[1] in _SHORTCUT:
+    return f"{prefix}.{_SHORTCUT[path[1]]}"
+  kind, index = _BLOCK_LAYER.fullmatch(path[1]).groups()
+  return f"{prefix}.{'conv' if kind == 'conv' else 'bn'}{int(index) + 1}"
+
+
+def _torch_order(key: str) -> list[tuple[float, int]]:
+  """Sorts keys as torch lists them: conv1, bn1, layer1.0.conv1, .bn1, ...,
+  .downsample.*, ..., projector.0, ...; weight, bias, running_mean, ...
+
+  Each dotted part sorts by its number first ("conv2" after "bn1"; none: last)
+  and then by its name.
+  """
+  parts = []
+  for token in key.split("."):
+    name, number = _TOKEN.fullmatch(token).groups()
+    parts.append((int(number) if number else math.inf,
+                  _TOKEN_ORDER.get(name, len(_TOKEN_ORDER))))
+  return parts
+
+
+def _to_torch_layout(array: np.ndarray) -> np.ndarray:
+  if array.ndim == 4:
+    return array.transpose(_HWIO_TO_OIHW)
+  return array.T  # Linear [in, out] -> [out, in]; a no-op on vectors
+
+
+def _to_haiku_layout(array: np.ndarray) -> np.ndarray:
+  if array.ndim == 4:
+    return array.transpose(_OIHW_TO_HWIO)
+  return array.T
+
+
+def _torch_shape(shape: tuple[int, ...]) -> tuple[int, ...]:
+  if len(shape) == 4:
+    return tuple(shape[axis] for axis in _HWIO_TO_OIHW)
+  return tuple(reversed(shape))
+
+
+def _entries(params: hk.Params, net_state: hk.State, parts: tuple[str, ...]):
+  """(torch key without prefix, is_state, module, name, value) of the
+  modules under `parts`, params first."""
+  for is_state, tree in ((False, params), (True, net_state)):
+    for module, name, value in hk.data_structures.traverse(tree):
+      if module.split("/")[0] in parts:
+        key = f"{_torch_module(module)}.{_TORCH_NAMES[name]}"
+        yield key, is_state, module, name, value
+
+
+def _prefixes(keys: list[str]) -> dict[str, str]:
+  """What a state_dict's layout puts before the torch names of our encoder
+  ("conv1.weight", ...) and expander ("projector.0.weight", ...)."""
+  ddp = _DDP if keys and all(k.startswith(_DDP) for k in keys) else ""
+  vicreg = any(k.startswith(ddp + BACKBONE) for k in keys)
+  return {models.ENCODER: ddp + BACKBONE if vicreg else ddp,
+          models.EXPANDER: ddp}
+
+
+def _model_shapes(config: ml_collections.ConfigDict):
+  """Params and BN-state shapes of the pretraining model the config builds."""
+  size = config.dataset.image_size
+  images = jax.ShapeDtypeStruct((2, size, size, 3), jnp.float32)
+  return jax.eval_shape(models.pretrain_model(config).init,
+                        jax.random.key(0), images, images)
+
+
+def _describe(config: ml_collections.ConfigDict, with_expander: bool) -> str:
+  model = config.model
+  text = (f"encoder={model.encoder}, stem={model.stem}, width={model.width}")
+  if with_expander:
+    text += f", expander_dims={tuple(model.expander_dims)}"
+  return text
+
+
+def _problems(state_dict: Mapping[str, Any], expected: dict[str, tuple]
+              ) -> list[str]:
+  """What keeps `state_dict` from filling `expected` (key -> torch shape):
+  missing keys, then unexpected ones, then wrong shapes or types."""
+  counters = {k.rsplit(".", 1)[0] + "." + _COUNTER for k in expected
+              if k.endswith(".running_mean")}
+  missing = [f"missing {k} (shape {list(shape)})"
+             for k, shape in expected.items() if k not in state_dict]
+  unexpected = [f"unexpected {k}" for k in state_dict
+                if k not in expected and k not in counters]
+  wrong = []
+  for key, shape in expected.items():
+    value = state_dict.get(key)
+    if value is None:
+      continue
+    if not getattr(value, "is_floating_point", lambda: False)():
+      wrong.append(f"{key} is {type(value).__name__} "
+                   f"{getattr(value, 'dtype', '')}, not a float tensor")
+    elif tuple(value.shape) != shape:
+      wrong.append(f"{key} has shape {list(value.shape)}, expected "
+                   f"{list(shape)}")
+  return missing + unexpected + wrong
+
+
+def from_torch(state_dict: Mapping[str, Any],
+               config: ml_collections.ConfigDict, *,
+               source: str = "the state_dict") -> tuple[hk.Params, hk.State]:
+  """Our encoder's params and BN state (and the expander's, when the
+  state_dict has a projector) from a torch state_dict of any layout above.
+
+  The official full checkpoint may be passed whole (its "model" entry is
+  read, as the official evaluate.py does). Tensors are copied as float32.
+  Raises WeightsError naming the first key that does not fit the model of
+  `config.model` (and how many more do not).
+  """
+  if not isinstance(state_dict, Mapping):
+    raise WeightsError(f"{source} holds a {type(state_dict).__name__}, not a "
+                       "state_dict")
+  if isinstance(state_dict.get("model"), Mapping):
+    state_dict = state_dict["model"]
+  prefixes = _prefixes(list(state_dict))
+  head = [prefixes[models.ENCODER] + k for k in _FC_HEAD]
+  dropped = [k for k in head if k in state_dict]
+  if dropped:
+    logging.warning("%s: dropped the classifier head %s (a VICReg encoder "
+                    "has none)", source, ", ".join(dropped))
+  state_dict = {k: v for k, v in state_dict.items() if k not in dropped}
+  projector = prefixes[models.EXPANDER] + PROJECTOR
+  with_expander = any(k.startswith(projector) for k in state_dict)
+  parts = (models.ENCODER, models.EXPANDER) if with_expander else (
+      models.ENCODER,)
+  entries = sorted(
+      ((prefixes[module.split("/")[0]] + key, is_state, module, name,
+        _torch_shape(value.shape))
+       for key, is_state, module, name, value in _entries(
+           *_model_shapes(config), parts)),
+      key=lambda entry: _torch_order(entry[0]))
+  problems = _problems(state_dict, {e[0]: e[4] for e in entries})
+  if problems:
+    more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+    model = _describe(config, with_expander)
+    raise WeightsError(
+        f"{source} does not fit config.model ({model}): {problems[0]}{more};"
+        " set --config.model.* to the file's network")
+  trees = ({}, {})
+  for key, is_state, module, name, _ in entries:
+    value = state_dict[key].detach().cpu().float().numpy()
+    trees[is_state].setdefault(module, {})[name] = jnp.asarray(
+        _to_haiku_layout(value))
+  return trees
+
+
+def to_torch(params: hk.Params, net_state: hk.State, *,
+             expander: bool = False) -> dict[str, Any]:
+  """A torch state_dict of the encoder in `params` / `net_state`.
+
+  Keys are torchvision's (`conv1.weight`, `bn1.*`, `layerN.M.convK.weight`,
+  `layerN.M.downsample.{0,1}.*`; `num_batches_tracked` written as 0), so
+  `model = torchvision.models.resnet18(); model.fc = torch.nn.Identity()`
+  loads it with strict=True (for the imagenet stem and width 64; see
+  vicreg_haiku/export.py for the others). With `expander`, the keys are the
+  official VICReg module's: the encoder under `backbone.` and the expander as
+  the official projector, `projector.{0,1,3,...}.*`. Values are exact copies
+  (float32 CPU tensors).
+  """
+  torch = _torch()
+  parts = (models.ENCODER, models.EXPANDER) if expander else (models.ENCODER,)
+  state_dict = {}
+  for key, is_state, module, _, value in _entries(params, net_state, parts):
+    if module.startswith(models.ENCODER) and expander:
+      key = BACKBONE + key
+    state_dict[key] = torch.from_numpy(np.array(
+        _to_torch_layout(np.asarray(value)), np.float32, order="C"))
+    if is_state and key.endswith(".running_mean"):
+      counter = key.removesuffix("running_mean") + _COUNTER
+      state_dict[counter] = torch.tensor(0, dtype=torch.int64)
+  if expander and not any(k.startswith(PROJECTOR) for k in state_dict):
+    raise WeightsError("expander=True, but the params hold no expander")
+  return dict(sorted(state_dict.items(), key=lambda kv: _torch_order(kv[0])))
+
+
+def read_state_dict(path: str) -> Mapping[str, Any]:
+  """The tensors of a .pth / .pt file (local or gs://), loaded on the CPU.
+
+  torch.load runs with weights_only=True, so the file cannot run code;
+  functions the training script pickled from its `__main__` (the official
+  full checkpoint's `exclude_bias_and_norm`) load as a placeholder. Any other
+  object the safe loader does not know is refused (e.g. a whole pickled
+  model: save its state_dict() instead).
+  """
+  torch = _torch()
+  if not epath.Path(path).is_file():
+    raise WeightsError(f"{path}: no such file")
+  data = io.BytesIO(epath.Path(path).read_bytes())
+  try:
+    unknown = torch.serialization.get_unsafe_globals_in_checkpoint(data)
+  except ValueError:  # not torch.save's zip format: torch.load may still read
+    unknown = []
+  data.seek(0)
+  foreign = sorted(n for n in unknown if not n.startswith("__main__."))
+  if foreign:
+    raise WeightsError(
+        f"{path} pickles {', '.join(foreign)}, not only tensors: save the "
+        "model's state_dict() instead")
+  stand_ins = [(_placeholder, name) for name in unknown]
+  try:
+    with torch.serialization.safe_globals(stand_ins):
+      return torch.load(data, map_location="cpu", weights_only=True)
+  except Exception as error:  # pylint: disable=broad-except
+    first_line = str(error).strip().splitlines()[0] if str(error) else ""
+    raise WeightsError(f"{path} is not a checkpoint torch.load can read "
+                       f"({type(error).__name__}: {first_line})") from None
+
+
+def _placeholder(*args, **kwargs):
+  """Stands in for a function the checkpoint names but nobody needs."""
+  del args, kwargs
+  raise TypeError("a function pickled from the training script's __main__, "
+                  "not loaded")
+
+
+def write_state_dict(state_dict: Mapping[str, Any], path: str) -> int:
+  """torch.save to `path` (local or gs://) atomically; returns its bytes."""
+  torch = _torch()
+  buffer = io.BytesIO()
+  torch.save(dict(state_dict), buffer)
+  try:
+    writers.write_atomically(path, buffer.getvalue())
+  except OSError as error:
+    raise WeightsError(f"cannot write {path}: {error}") from None
+  return buffer.tell()
