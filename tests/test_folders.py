@@ -34,7 +34,8 @@ def _config(root, **dataset):
 
 
 def _clear_caches():
-  for cached in (sources._split, sources._shard, sources._folder_index):  # pylint: disable=protected-access
+  for cached in (sources._split, sources._subset, sources._shard,
+                 sources._folder_index):  # pylint: disable=protected-access
     cached.cache_clear()
 
 
@@ -383,3 +384,25 @@ def test_remote_listing_gives_the_local_index(imagenet_like, monkeypatch,
   np.testing.assert_array_equal(remote.labels, local.labels)
   np.testing.assert_array_equal(remote.heights, local.heights)
   assert remote.class_names == local.class_names
+
+
+def test_a_fraction_of_the_labels_is_a_fixed_pick_per_class(imagenet_like):
+  root, layout, _ = imagenet_like
+  config = _config(root, index_dir=str(root / "index"))
+  labels = np.array([l for _, l in sorted(layout["train"])])
+  info = sources.split_info(config, "train", label_fraction=0.3)
+  assert info.num_examples == 3 * round(0.3 * 7)  # 7 an class: 2 each
+  shard = sources.shard(config, "train", 0, 1, label_fraction=0.3)
+  picked = shard.global_ids
+  assert sorted(np.bincount(labels[picked])) == [2, 2, 2]
+  np.testing.assert_array_equal(
+      picked, sources.per_class_pick(labels, 0.3, config.seed))
+  # Another seed, another pick; the shards of 2 processes cover it.
+  assert not np.array_equal(picked,
+                            sources.per_class_pick(labels, 0.3, seed=1))
+  both = np.concatenate([sources.shard(config, "train", i, 2, 0.3).global_ids
+                         for i in range(2)])
+  assert sorted(both) == sorted(picked)
+  batch = next(datasets.labelled_batches(config, "train", batch_size=6,
+                                         augment=True, label_fraction=0.3))
+  assert sorted(batch["label"]) == [0, 0, 1, 1, 2, 2]

@@ -28,7 +28,8 @@ def imagenette_dirs(tmp_path_factory):
 
 @pytest.fixture(autouse=True)
 def fresh_sources():
-  for cached in (sources._split, sources._shard, sources._builder):  # pylint: disable=protected-access
+  for cached in (sources._split, sources._subset, sources._shard,
+                 sources._builder):  # pylint: disable=protected-access
     cached.cache_clear()
   yield
 
@@ -75,6 +76,7 @@ def test_both_file_formats_give_the_same_batches(imagenette_dirs):
   batches = {}
   for file_format, data_dir in dirs.items():
     sources._shard.cache_clear()  # pylint: disable=protected-access
+    sources._subset.cache_clear()  # pylint: disable=protected-access
     config = _config(data_dir)
     batches[file_format] = (
         next(datasets.pretrain_batches(config, start_step=2)),
@@ -93,7 +95,8 @@ def test_class_filter_over_a_tfds_dataset(imagenette_dirs):
     assert info.class_names == tuple(kept) and info.num_examples == 8
     _, examples = _examples(config, "train")
     assert sorted(l for _, l in examples) == [0] * 4 + [1] * 4
-    for cached in (sources._split, sources._shard, sources._builder):  # pylint: disable=protected-access
+    for cached in (sources._split, sources._subset, sources._shard,
+                 sources._builder):  # pylint: disable=protected-access
       cached.cache_clear()
 
 
@@ -135,6 +138,7 @@ def test_imagenet2012_is_prepared_from_its_tars(tmp_path):
       imagenet_fake.validation_labels(6))
   assert sources.split_info(config, "train").num_examples == 6
   sources._split.cache_clear()  # pylint: disable=protected-access
+  sources._subset.cache_clear()  # pylint: disable=protected-access
   config.dataset.classes = "imagenet100"
   info = sources.split_info(config, "train")
   assert info.num_examples == 4 and len(info.class_names) == 100

@@ -57,9 +57,11 @@ def labels_missing(config: Config) -> Optional[str]:
   return None
 
 
-def num_examples(config: Config, split: str) -> int:
-  """Global number of examples of a split, e.g. "unlabelled+train"."""
-  return sources.split_info(config, split).num_examples
+def num_examples(config: Config, split: str,
+                 label_fraction: float = 1.0) -> int:
+  """Global number of examples of a split, e.g. "unlabelled+train" (of its
+  labelled subset, with label_fraction < 1)."""
+  return sources.split_info(config, split, label_fraction).num_examples
 
 
 # --------------------------------------------------------------- pipeline ---
@@ -224,6 +226,9 @@ def labelled_batches(
     start_step: int = 0,
     augment: bool,
     crop_scale: Sequence[float] = (0.08, 1.0),
+    interpolation: Optional[str] = None,
+    flip_prob: Optional[float] = None,
+    label_fraction: float = 1.0,
     seed_offset: int = 0,
     process_index: Optional[int] = None,
     process_count: Optional[int] = None,
@@ -231,16 +236,20 @@ def labelled_batches(
   """Training batches {"image": float32 [b, S, S, 3], "label": int32 [b]}.
 
   Infinite, b = batch_size // process_count. With `augment`, a random resized
-  crop (crop_scale, ratio 3/4..4/3) and the recipe's flip; else the
-  evaluation transform. A pure function of (config, seed_offset, step), like
-  pretrain_batches.
+  crop (crop_scale, ratio 3/4..4/3, `interpolation`) and a flip with
+  `flip_prob` (None: the recipe's); else the evaluation transform. With
+  label_fraction < 1, of that fraction of every class's examples (a fixed
+  pick per config.seed: sources.shard). A pure function of (config,
+  seed_offset, step), like pretrain_batches.
   """
   index, count = _processes(process_index, process_count)
-  shard = sources.shard(config, split, index, count)
+  shard = sources.shard(config, split, index, count, label_fraction)
   _needs_labels(shard, "training a classifier")
   batch = _local_batch(batch_size, count)
   steps = _steps_per_epoch(shard.info.num_examples, batch_size, count)
   recipe, size = _recipe(config), config.dataset.image_size
+  interpolation = interpolation or recipe.interpolation
+  flip_prob = recipe.flip_prob if flip_prob is None else flip_prob
   ids = _global_ids(shard)
 
   def per_example(epoch, i):
@@ -249,8 +258,8 @@ def labelled_batches(
       u = _draws((config.seed, _LABELLED, seed_offset), epoch,
                  tf.gather(ids, i), [])
       x = augmentations.crop_view(image, u, size, crop_scale,
-                                  recipe.crop_ratio, recipe.interpolation,
-                                  recipe.flip_prob, encoded=not shard.decoded)
+                                  recipe.crop_ratio, interpolation,
+                                  flip_prob, encoded=not shard.decoded)
     else:
       x = _eval_view(config, shard, image)
     return x, label

@@ -97,13 +97,22 @@ class Shard:
 # ------------------------------------------------------------- dispatch ---
 
 
-def split_info(config: Config, split: str) -> SplitInfo:
-  return _split(_source_key(config), split)[0]
+def split_info(config: Config, split: str,
+               label_fraction: float = 1.0) -> SplitInfo:
+  """The split's facts; with label_fraction < 1, of its labelled subset."""
+  return _subset(_source_key(config), split, label_fraction, config.seed)[0]
 
 
-def shard(config: Config, split: str, index: int, count: int) -> Shard:
-  """This process's shard of `split` (cached: read or decoded once)."""
-  return _shard(_source_key(config), split, index, count)
+def shard(config: Config, split: str, index: int, count: int,
+          label_fraction: float = 1.0) -> Shard:
+  """This process's shard of `split` (cached: read or decoded once).
+
+  label_fraction < 1: of a fixed random pick (per config.seed) of that
+  fraction of every class's examples (at least one each), as the labelled
+  set of a semi-supervised fine-tune.
+  """
+  return _shard(_source_key(config), split, index, count, label_fraction,
+                config.seed)
 
 
 def num_classes(config: Config) -> int:
@@ -134,9 +143,21 @@ def _source_key(config: Config) -> _SourceKey:
                     class_filter(d.classes), d.in_memory_max_gb * 2**30)
 
 
+@dataclasses.dataclass(frozen=True)
+class _Split:
+  """A source's split: its facts, its shards, its labels.
+
+  make_shard(index, count, examples): a process's Shard of the examples
+  (indices into the split, sorted; None: all). labels(): every example's
+  label, in the split's order (reading them may take a pass over the data).
+  """
+  info: SplitInfo
+  make_shard: Callable[..., Shard]
+  labels: Callable[[], np.ndarray]
+
+
 @functools.cache
-def _split(key: _SourceKey, split: str):
-  """(SplitInfo, the source's reader of it); see _shard."""
+def _split(key: _SourceKey, split: str) -> _Split:
   if key.name == "digits":
     return _digits_split(split, key)
   if key.name == "folder":
@@ -144,10 +165,44 @@ def _split(key: _SourceKey, split: str):
   return _tfds_split(key, split)
 
 
+def per_class_pick(labels: np.ndarray, fraction: float,
+                   seed: int) -> np.ndarray:
+  """Sorted indices of round(fraction x its count) examples of every class
+  (at least one), a random pick fixed by `seed`."""
+  rng = np.random.default_rng(seed)
+  picks = []
+  for label in np.unique(labels):
+    members = np.flatnonzero(labels == label)
+    keep = max(1, int(round(fraction * len(members))))
+    picks.append(rng.permutation(members)[:keep])
+  return np.sort(np.concatenate(picks))
+
+
 @functools.cache
-def _shard(key: _SourceKey, split: str, index: int, count: int) -> Shard:
-  info, make_shard = _split(key, split)
-  return make_shard(index, count)
+def _subset(key: _SourceKey, split: str, fraction: float, seed: int
+            ) -> tuple[SplitInfo, Optional[np.ndarray]]:
+  """(info, examples): the split's labelled subset (all: examples None)."""
+  base = _split(key, split)
+  if fraction >= 1:
+    return base.info, None
+  if not 0 < fraction:
+    raise DataError(f"label_fraction={fraction!r}: a fraction in (0, 1]")
+  if not base.info.labelled:
+    raise DataError(f"a fraction of the labels of {base.info.description}, "
+                    "which is unlabelled: point it at class subdirectories")
+  examples = per_class_pick(base.labels(), fraction, seed)
+  info = dataclasses.replace(
+      base.info, num_examples=len(examples),
+      description=f"{base.info.description} ({fraction:g} of its labels)")
+  return info, examples
+
+
+@functools.cache
+def _shard(key: _SourceKey, split: str, index: int, count: int,
+           fraction: float, seed: int) -> Shard:
+  info, examples = _subset(key, split, fraction, seed)
+  return dataclasses.replace(
+      _split(key, split).make_shard(index, count, examples), info=info)
 
 
 # ---------------------------------------------------------- class filter ---
@@ -200,6 +255,14 @@ def _shape_of(heights: np.ndarray, widths: np.ndarray
       widths == widths[0]).all():
     return int(heights[0]), int(widths[0])
   return None
+
+
+def _contiguous_piece(examples: Optional[np.ndarray], n: int, index: int,
+                      count: int) -> np.ndarray:
+  """Process `index`'s piece of the examples (all n when None)."""
+  examples = np.arange(n) if examples is None else examples
+  lo = len(examples) * index // count
+  return examples[lo:len(examples) * (index + 1) // count]
 
 
 def _in_memory_read(images: np.ndarray, labels: np.ndarray) -> ReadFn:
@@ -274,13 +337,12 @@ def _digits_split(split: str, key: _SourceKey):
     names = tuple(sorted(key.classes, key=names.index))
   info = SplitInfo(f"digits[{split}]", len(labels), names, images.shape[1:3])
 
-  def make_shard(index, count):
-    lo, hi = len(labels) * index // count, len(labels) * (index + 1) // count
-    return Shard(info, hi - lo, True,
-                 _in_memory_read(images[lo:hi], labels[lo:hi]),
-                 np.arange(lo, hi))
+  def make_shard(index, count, examples=None):
+    ids = _contiguous_piece(examples, len(labels), index, count)
+    return Shard(info, len(ids), True,
+                 _in_memory_read(images[ids], labels[ids]), ids)
 
-  return info, make_shard
+  return _Split(info, make_shard, lambda: labels)
 
 
 # --------------------------------------------------------------- folder ---
@@ -334,8 +396,9 @@ def _folder_split(key: _SourceKey, split: str):
   shape = _shape_of(heights, widths)
   info = SplitInfo(description, len(paths), class_names, shape)
 
-  def make_shard(index, count):
-    ids = np.arange(index, len(paths), count)
+  def make_shard(index, count, examples=None):
+    ids = (np.arange(len(paths)) if examples is None else examples)[
+        index::count]
     local_paths = tf.constant(paths[ids].astype(bytes))
     local_labels = labels[ids]
     decoded_bytes = len(ids) * (shape[0] * shape[1] * 3 if shape else np.inf)
@@ -352,7 +415,7 @@ def _folder_split(key: _SourceKey, split: str):
                    _in_memory_read(*_decode_all(read, len(ids), shape)), ids)
     return Shard(info, len(ids), False, read, ids)
 
-  return info, make_shard
+  return _Split(info, make_shard, lambda: labels)
 
 
 # ----------------------------------------------------------------- tfds ---
@@ -523,10 +586,13 @@ def _tfds_split(key: _SourceKey, split: str):
   info = SplitInfo(description, len(positions), class_names, shape)
   bytes_per_example = int(stats.num_bytes) / max(stats.num_examples, 1)
 
-  def make_shard(index, count):
-    lo = len(positions) * index // count
-    hi = len(positions) * (index + 1) // count
-    ids = positions[lo:hi]
+  def labels() -> np.ndarray:
+    every = _tfds_labels(builder, split, parse(decode=False))[positions]
+    return every if relabel is None else relabel[every]
+
+  def make_shard(index, count, examples=None):
+    ids = positions[_contiguous_piece(examples, len(positions), index, count)]
+    whole_split = relabel is None and examples is None
     decoded_bytes = len(ids) * (shape[0] * shape[1] * 3 if shape else np.inf)
     in_memory = decoded_bytes <= key.in_memory_max_bytes
     if _is_random_access(builder):
@@ -556,19 +622,21 @@ def _tfds_split(key: _SourceKey, split: str):
                                    image_key=image_key, label_key=label_key,
                                    decode=in_memory,
                                    labelled=info.labelled)
-    if relabel is None:
+    if whole_split:
       # tfds' own even split, read in sequence; ids are unique over processes.
       images, labels = read_split(tfds.even_splits(split, n=count)[index])
       ids = np.arange(len(labels)) * count + index
-    else:
+    else:  # the whole split read, the examples kept
       images, labels = read_split(split)
-      images, labels = images[ids], relabel[labels[ids]]
+      images, labels = images[ids], labels[ids]
+      if relabel is not None:
+        labels = relabel[labels]
     if in_memory:
       _check_images(images, description)
     return Shard(info, len(ids), in_memory, _in_memory_read(images, labels),
                  ids)
 
-  return info, make_shard
+  return _Split(info, make_shard, labels)
 
 
 def _relabelled(label: tf.Tensor, relabel: Optional[np.ndarray]) -> tf.Tensor:
