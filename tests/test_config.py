@@ -37,6 +37,10 @@ def test_shipped_configs_are_valid(name):
     ("pretrain.base_lr", -0.1, "config.pretrain.base_lr=-0.1 must be non-negative"),
     ("finetune.lr_head", -1.0, "config.finetune.lr_head=-1.0"),
     ("augmentations.vicreg.blur_prob", (1.0, 1.5), "probabilities lie in [0, 1]"),
+    ("augmentations.vicreg.blur_kernel_size", 8,
+     "config.augmentations.vicreg.blur_kernel_size=8 must be a positive odd"),
+    ("augmentations.seed.blur_kernel_size", -3,
+     "config.augmentations.seed.blur_kernel_size=-3 must be a positive odd"),
 ])
 def test_bad_values_name_the_key(key, value, words):
   config = load_config("digits")

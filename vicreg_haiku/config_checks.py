@@ -44,6 +44,14 @@ def _check_views(name: str, views: ml_collections.ConfigDict) -> None:
     raise ConfigError(f"config.{key}.crop_scale={views.crop_scale!r} must "
                       "satisfy 0 < low <= high <= 1")
   _choice(f"{key}.interpolation", views.interpolation, ("bilinear", "bicubic"))
+  size = views.blur_kernel_size
+  if size < 0 or (size and size % 2 == 0):
+    # torchvision's GaussianBlur refuses even sizes too: an even kernel has
+    # no centre tap, so it shifts the image by half a pixel.
+    raise ConfigError(
+        f"config.{key}.blur_kernel_size={size!r} must be a positive odd "
+        "number, as torchvision's (or 0: one that holds 3 sigma of the "
+        "largest blur_sigma)")
 
 
 def validate(config: ml_collections.ConfigDict, device_count: int) -> None:
