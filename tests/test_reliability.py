@@ -18,6 +18,7 @@ import time
 
 import jax
 import numpy as np
+import optax
 import orbax.checkpoint as ocp
 import pytest
 from absl import flags
@@ -234,6 +235,9 @@ def test_nonfinite_steps_can_be_skipped_and_counted(reference, tmp_path):
   assert steps(workdir) == [6, 8]
   at_8 = restore(workdir)  # nothing was applied in the skipped steps
   assert int(at_8.step) == 8
+  # ...but the schedule's count moved on with the step: the lr step 9
+  # applies is the lr it logs (tests/test_optimizers.py checks the update).
+  assert int(optax.tree.get(at_8.opt_state, "count")) == 8
   jax.tree.map(np.testing.assert_array_equal, at_8.params,
                restore(workdir, 6).params)
 

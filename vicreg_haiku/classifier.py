@@ -87,11 +87,8 @@ def make_step(model, optimizer):
   def step(state: models.TrainState, batch):
     (loss, (net_state, metrics)), grads = jax.value_and_grad(
         loss_fn, has_aux=True)(state.params, state.net_state, batch)
-    updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
-    new = models.TrainState(state.step + 1,
-                            optax.apply_updates(state.params, updates),
-                            net_state, opt_state)
-    new, guard = optimizers.keep_if_finite(state, new, loss, grads, updates)
+    new, guard = optimizers.apply_if_finite(optimizer, state, net_state, loss,
+                                            grads)
     return new, dict(metrics, **guard, loss=loss)
 
   return step

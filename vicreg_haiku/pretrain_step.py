@@ -84,11 +84,10 @@ def make_step(config: ml_collections.ConfigDict, model,
     (loss, (net_state, metrics)), grads = jax.value_and_grad(
         loss_fn, has_aux=True)(state.params, state.net_state,
                                *two_views(config, batch))
-    updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
-    new = models.TrainState(state.step + 1,
-                            optax.apply_updates(state.params, updates),
-                            net_state, opt_state)
-    new, guard = optimizers.keep_if_finite(state, new, loss, grads, updates)
+    new, guard = optimizers.apply_if_finite(optimizer, state, net_state, loss,
+                                            grads)
+    # The lr this step applies: the schedule's count is the step, skipped
+    # steps included (optimizers.keep_if_finite).
     metrics = dict(metrics, **guard, loss=loss, lr=schedule_lr(state.step))
     return new, metrics
 
