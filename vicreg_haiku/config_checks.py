@@ -3,6 +3,8 @@
 Every error is one line naming the key, the value and what is allowed.
 """
 
+import difflib
+
 import ml_collections
 
 from vicreg_haiku import precision
@@ -15,6 +17,23 @@ STEMS = ("imagenet", "cifar")
 
 class ConfigError(ValueError):
   pass
+
+
+def unknown_key(config: ml_collections.ConfigDict, dotted: str) -> str | None:
+  """Why `dotted` (e.g. "pretrain.batchsize") names no key of `config`, with
+  the keys that do exist where it stops; None when it names one."""
+  node, where = config, "config"
+  for part in dotted.split("."):
+    if not isinstance(node, ml_collections.ConfigDict):
+      return f"{where} is a value ({node!r}), not a section with keys"
+    if part not in node:
+      keys = sorted(node.keys())
+      close = difflib.get_close_matches(part, keys, n=1)
+      hint = f" (did you mean {close[0]!r}?)" if close else ""
+      return (f"{where} has no key {part!r}{hint}; its keys: "
+              f"{', '.join(keys)}")
+    node, where = node[part], f"{where}.{part}"
+  return None
 
 
 def _choice(key: str, value, allowed) -> None:
