@@ -36,9 +36,8 @@ def get_config():
   c.pretrain.warmup_epochs = 2
   c.pretrain.base_lr = 0.3
   c.pretrain.trust_coefficient = 0.02
-  c.pretrain.log_every_steps = 20
   c.pretrain.checkpoint_every_steps = 100
-  c.pretrain.knn_every_steps = 0
+  c.pretrain.knn_every_steps = None  # about 10 points on curves.png
 
   views = c.augmentations.vicreg
   views.crop_scale = (0.3, 1.0)
@@ -46,7 +45,7 @@ def get_config():
   views.rotation_degrees = 10.0
 
   c.linear_probe.epochs = 100
-  c.linear_probe.labels_per_class = 10
+  c.linear_probe.labels_per_class = (1, 5, 10, 50)
 
   for phase in (c.finetune, c.supervised):
     phase.epochs = 6

@@ -20,7 +20,6 @@ VICReg paper and the original notebook meant by them.
 
 import functools
 import math
-import os
 from typing import Sequence
 
 import ml_collections
@@ -482,39 +481,3 @@ def two_views(images: tf.Tensor, u: tf.Tensor, recipe: Recipe,
   crops = tf.map_fn(lambda args: crop_views(*args, recipe, size), (images, u),
                     fn_output_signature=tf.uint8)
   return finish_views(crops, u, recipe)
-
-
-def view_grid(view_a: np.ndarray, view_b: np.ndarray, mean: Sequence[float],
-              std: Sequence[float], pairs_per_row: int = 4,
-              gap: int = 2) -> np.ndarray:
-  """Normalised views [N, S, S, 3] -> uint8 [H, W, 3]: rows of (a | b) pairs.
-
-  A white gap separates pairs; the two views of a pair touch, so they read
-  as one unit.
-  """
-  def to_uint8(x):
-    x = np.asarray(x, np.float32) * np.asarray(std) + np.asarray(mean)
-    return np.round(np.clip(x, 0, 1) * 255).astype(np.uint8)
-
-  a, b = to_uint8(view_a), to_uint8(view_b)
-  n, size = a.shape[0], a.shape[1]
-  rows = -(-n // pairs_per_row)
-  cols = min(n, pairs_per_row)
-  cell_w = 2 * size + gap
-  grid = np.full((rows * (size + gap) + gap, cols * cell_w + gap, 3), 255,
-                 np.uint8)
-  for i in range(n):
-    top = gap + (i // pairs_per_row) * (size + gap)
-    left = gap + (i % pairs_per_row) * cell_w
-    grid[top:top + size, left:left + size] = a[i]
-    grid[top:top + size, left + size:left + 2 * size] = b[i]
-  return grid
-
-
-def write_png(path: str, image: np.ndarray) -> None:
-  """Writes uint8 [H, W, 3] as PNG; tf.io.gfile, so gs:// paths work."""
-  directory = os.path.dirname(path)
-  if directory:
-    tf.io.gfile.makedirs(directory)
-  with tf.io.gfile.GFile(path, "wb") as f:
-    f.write(tf.io.encode_png(image).numpy())

@@ -11,7 +11,6 @@ import os
 import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
 import optax
 
 from vicreg_haiku import datasets
@@ -22,6 +21,7 @@ from vicreg_haiku import optimizers
 from vicreg_haiku import pretrained
 
 PHASES = ("finetune", "supervised")
+LOG_POINTS = 100  # metrics.jsonl lines a run gets when log_every_steps is None
 # Distinct data streams for the two phases, both pure functions of the step.
 _STREAM_OFFSET = {"finetune": 1, "supervised": 2}
 
@@ -111,7 +111,8 @@ def run(config: ml_collections.ConfigDict, workdir: str, phase: str, mesh
   loop_config = loop.LoopConfig(
       phase=phase, phase_dir=os.path.join(workdir, phase), total_steps=total,
       examples_per_step=settings.batch_size,
-      log_every_steps=settings.log_every_steps,
+      log_every_steps=loop.cadence(settings.log_every_steps, total,
+                                   LOG_POINTS),
       checkpoint_every_steps=settings.checkpoint_every_steps,
       skip_nonfinite=settings.skip_nonfinite)
   state = loop.run(loop_config,
@@ -122,5 +123,6 @@ def run(config: ml_collections.ConfigDict, workdir: str, phase: str, mesh
       config, lambda images: apply(state.params, state.net_state, None,
                                    images)[0],
       config.dataset.test_split, mesh)
-  top1 = float(np.mean(np.argmax(logits, axis=1) == labels))
-  return {phase: {"top1": top1, "steps": total}}
+  return {phase: dict(evaluation.accuracies(logits, labels), steps=total,
+                     labels=datasets.num_examples(
+                         config, config.dataset.train_split))}

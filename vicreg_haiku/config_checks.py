@@ -13,6 +13,8 @@ MODES = ("all", "pretrain", "linear_probe", "finetune", "supervised")
 DATASETS = ("digits", "stl10", "cifar10")
 ENCODERS = ("resnet18", "resnet50")
 STEMS = ("imagenet", "cifar")
+# probing._PROTOCOLS holds one function for each.
+PROBE_PROTOCOLS = ("features",)
 
 
 class ConfigError(ValueError):
@@ -109,9 +111,21 @@ def validate(config: ml_collections.ConfigDict, device_count: int) -> None:
               "supervised.lr_head", "linear_probe.learning_rate"):
     section, field = key.split(".")
     _positive(key, config[section][field], zero_ok=True)
-  if config.pretrain.max_steps is not None:
-    _positive("pretrain.max_steps", config.pretrain.max_steps)
-  _positive("linear_probe.labels_per_class",
-            config.linear_probe.labels_per_class, zero_ok=True)
+  for key in ("pretrain.max_steps", "pretrain.log_every_steps",
+              "pretrain.rankme_every_steps", "finetune.log_every_steps",
+              "supervised.log_every_steps"):
+    section, field = key.split(".")
+    if config[section][field] is not None:  # None: derived from the length
+      _positive(key, config[section][field])
+  if config.pretrain.knn_every_steps is not None:
+    _positive("pretrain.knn_every_steps", config.pretrain.knn_every_steps,
+              zero_ok=True)
+  _choice("linear_probe.protocol", config.linear_probe.protocol,
+          PROBE_PROTOCOLS)
+  budgets = config.linear_probe.labels_per_class
+  if not all(isinstance(n, int) and n > 0 for n in budgets):
+    raise ConfigError(
+        f"config.linear_probe.labels_per_class={budgets!r} must be a tuple of "
+        "positive ints, labels per class of each extra probe, e.g. (1, 10)")
   for name, views in config.augmentations.items():
     _check_views(name, views)

@@ -112,7 +112,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, dict]:
     if parallel.is_chief():
       finished = results.update(workdir, entries)
   if parallel.is_chief():
-    results.plot_curves(workdir)
+    results.write_figures(workdir, datasets.num_classes(config))
     writers.console(results.table(finished))
     writers.console(f"results: {os.path.join(workdir, results.RESULTS_MD)}; "
                     f"TensorBoard: tensorboard --logdir={workdir}")
