@@ -39,6 +39,13 @@ def test_shipped_configs_are_valid(name):
     ("augmentations.vicreg.blur_prob", (1.0, 1.5), "probabilities lie in [0, 1]"),
     ("augmentations.vicreg.blur_kernel_size", 8,
      "config.augmentations.vicreg.blur_kernel_size=8 must be a positive odd"),
+    ("linear_probe.labels_per_class", (10, 0),
+     "config.linear_probe.labels_per_class=(10, 0) must be a tuple of "
+     "positive ints"),
+    ("linear_probe.protocol", "official",
+     "config.linear_probe.protocol='official' is not one of ('features',)"),
+    ("pretrain.log_every_steps", 0,
+     "config.pretrain.log_every_steps=0 must be positive"),
     ("augmentations.seed.blur_kernel_size", -3,
      "config.augmentations.seed.blur_kernel_size=-3 must be a positive odd"),
 ])
@@ -83,7 +90,8 @@ def _launch(tmp_path, *overrides):
      "augmentation, base_lr, batch_size, checkpoint_every_seconds, "
      "checkpoint_every_steps, collapse_fraction, collapse_std, epochs, "
      "knn_every_steps, knn_k, knn_temperature, log_every_steps, max_steps, "
-     "momentum, rankme_examples, skip_nonfinite, trust_coefficient, "
+     "momentum, rankme_every_steps, rankme_examples, skip_nonfinite, "
+     "trust_coefficient, "
      "warmup_epochs, weight_decay"),
     ("--config.seed.x=1",
      "error: --config.seed.x=1: config.seed is a value (0), not a section "

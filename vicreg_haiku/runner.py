@@ -10,6 +10,7 @@ import os
 import jax
 import ml_collections
 import tensorflow as tf
+from absl import logging
 
 from vicreg_haiku import classifier
 from vicreg_haiku import config_checks
@@ -92,10 +93,19 @@ def _run_phase(phase: str, config, workdir: str, mesh) -> dict[str, dict]:
   return classifier.run(config, workdir, phase, mesh)
 
 
+def _warn_if_slow(compute_dtype: str) -> None:
+  message = precision.slow_precision_warning(compute_dtype,
+                                             jax.default_backend())
+  if message is not None and parallel.is_chief():
+    logging.warning("%s", message)
+    writers.console(f"WARNING: {message}")
+
+
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, dict]:
   """Runs config.mode's phases in `workdir`; returns results.json's content."""
   parallel.maybe_initialize_distributed(config.distributed)
   config_checks.validate(config, jax.device_count())
+  _warn_if_slow(config.precision)
   # Missing or unprepared data fails here, before anything is written.
   datasets.num_examples(config, config.dataset.test_split)
   _check_encoder_exists(config, workdir)
