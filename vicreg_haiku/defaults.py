@@ -29,7 +29,10 @@ def vicreg_views() -> config_dict.ConfigDict:
       grayscale_prob=0.2,
       blur_prob=(1.0, 0.1),
       blur_sigma=(0.1, 2.0),
-      blur_kernel_size=0,  # 0: the kernel grows with sigma, as PIL's blur does.
+      # 0: a kernel that holds 3 sigma of the largest sigma (PIL's blur,
+      # the official one, has no kernel size; augmentations.py says how far
+      # our exact Gaussian is from it). Otherwise odd, as torchvision's.
+      blur_kernel_size=0,
       solarize_prob=(0.0, 0.2),
       mean=IMAGENET_MEAN,
       std=IMAGENET_STD,

@@ -22,6 +22,8 @@ _TF_LOG_LEVEL = "1"
 # cpu_feature_guard's instruction sets. Warnings and errors are kept.
 _STARTUP_NOTICE = "WARNING: All log messages before absl::InitializeLog()"
 _INFO_LINE = re.compile(r"^I\d{4} \S+\s+\d+ [\w.-]+:\d+\] ")
+# The second line of cpu_feature_guard's INFO message.
+_CPU_FEATURES = "To enable the following instructions:"
 # Bounded, so that JAX evicts least recently used programs and serialises
 # access with a file lock (concurrent runs share the directory safely).
 CACHE_MAX_BYTES = 2 << 30
@@ -41,7 +43,8 @@ def default_cache_dir() -> str:
 
 def is_startup_info(line: str) -> bool:
   """True for the INFO lines (and their notice) TF prints while loading."""
-  return line.startswith(_STARTUP_NOTICE) or bool(_INFO_LINE.match(line))
+  return (line.startswith((_STARTUP_NOTICE, _CPU_FEATURES))
+          or bool(_INFO_LINE.match(line)))
 
 
 def import_tensorflow_quietly() -> None:
