@@ -218,7 +218,9 @@ def test_a_skipped_step_does_not_delay_the_classifier_schedules():
             "linear_head": {"w": rng.normal(size=(3, 2)),
                             "b": rng.normal(size=(2,))}}
   g1, g2 = _grads(rng, params), _grads(rng, params)
-  state = _train(classifier.make_optimizer(config, "finetune"), params,
+  optimizer = classifier.make_optimizer(config, "finetune",
+                                        classifier.rates(config, "finetune"))
+  state = _train(optimizer, params,
                  [g1, _nan_like(g1), g2])
   # NumPy: SGD, momentum 0.9, decay on weights only, cosine to 0 per group;
   # the applied steps are 0 and 2.

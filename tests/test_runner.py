@@ -1,13 +1,17 @@
 """The whole study end to end on digits and on a fake STL10, tiny encoder."""
 
+import functools
 import json
 import os
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from test_config import load_config
 from vicreg_haiku import checkpointing
+from vicreg_haiku import classifier
 from vicreg_haiku import config_checks
 from vicreg_haiku import datasets
 from vicreg_haiku import models
@@ -221,3 +225,23 @@ def test_bfloat16_on_a_cpu_warns_once_and_runs_on(tmp_path, monkeypatch,
   with pytest.raises(datasets.DataError):
     runner.run(config, str(tmp_path / "run"))
   assert "WARNING" not in capsys.readouterr().out
+
+
+def test_finetune_and_supervised_lower_to_one_program():
+  """Their rates are arguments of the step, not constants: the two phases
+  compile one program (the second loads it from the compilation cache)."""
+  config = tiny(load_config("digits"))
+  model = models.classifier_model(config, datasets.num_classes(config))
+  batch = {"image": jax.ShapeDtypeStruct((16, 8, 8, 3), jnp.float32),
+           "label": jax.ShapeDtypeStruct((16,), jnp.int32)}
+  texts = []
+  for phase in classifier.PHASES:
+    optimizer_for = functools.partial(classifier.make_optimizer, config, phase)
+    rates = classifier.rates(config, phase)
+    state = jax.eval_shape(lambda: classifier.init_state(  # pylint: disable=cell-var-from-loop
+        config, "supervised", model, optimizer_for(rates), workdir=None))
+    step = jax.jit(classifier.make_step(model, optimizer_for))
+    texts.append(step.lower(state, batch, rates).as_text())
+  assert classifier.rates(config, "finetune") != classifier.rates(
+      config, "supervised")
+  assert texts[0] == texts[1]

@@ -7,10 +7,12 @@ on the same labelled split with the same budget (its baseline).
 
 import functools
 import os
+from typing import Callable, Mapping
 
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 import optax
 
 from vicreg_haiku import datasets
@@ -35,16 +37,31 @@ def steps(config: ml_collections.ConfigDict, phase: str) -> tuple[int, int]:
   return per_epoch, per_epoch * settings.epochs
 
 
-def make_optimizer(config: ml_collections.ConfigDict, phase: str
+def rates(config: ml_collections.ConfigDict, phase: str
+          ) -> dict[str, np.float32]:
+  """The phase's learning rates and weight decay. The step takes them as
+  arguments, not constants, so finetune and supervised (which differ only
+  in them) compile one program (the second loads it from the persistent
+  compilation cache)."""
+  settings = config[phase]
+  return {name: np.float32(settings[name])
+          for name in ("lr_backbone", "lr_head", "weight_decay")}
+
+
+def make_optimizer(config: ml_collections.ConfigDict, phase: str,
+                   phase_rates: Mapping[str, jax.typing.ArrayLike]
                    ) -> optax.GradientTransformation:
   """SGD + momentum, cosine to 0, one learning rate for the encoder and one
-  for the head; weight decay on weights only (not biases, not BN)."""
+  for the head; weight decay on weights only (not biases, not BN).
+
+  phase_rates: rates(config, phase), or the same traced inside the step.
+  """
   settings = config[phase]
   _, total = steps(config, phase)
 
   def sgd(lr):
     return optax.chain(
-        optax.add_decayed_weights(settings.weight_decay,
+        optax.add_decayed_weights(phase_rates["weight_decay"],
                                   mask=optimizers.lars_mask),
         optax.sgd(optax.cosine_decay_schedule(lr, total),
                   momentum=settings.momentum))
@@ -54,9 +71,8 @@ def make_optimizer(config: ml_collections.ConfigDict, phase: str
         lambda _: "encoder" if module.startswith(models.ENCODER) else "head",
         leaves) for module, leaves in params.items()}
 
-  return optax.multi_transform(
-      {"encoder": sgd(settings.lr_backbone), "head": sgd(settings.lr_head)},
-      label)
+  return optax.multi_transform({"encoder": sgd(phase_rates["lr_backbone"]),
+                                "head": sgd(phase_rates["lr_head"])}, label)
 
 
 def init_state(config, phase: str, model, optimizer, workdir: str
@@ -74,7 +90,10 @@ def init_state(config, phase: str, model, optimizer, workdir: str
                            jax.jit(optimizer.init)(params))
 
 
-def make_step(model, optimizer):
+def make_step(model, optimizer_for: Callable[[Mapping[str, jax.Array]],
+                                             optax.GradientTransformation]):
+  """step(state, batch, phase_rates); optimizer_for(phase_rates) builds the
+  optimizer from the traced rates."""
 
   def loss_fn(params, net_state, batch):
     logits, net_state = model.apply(params, net_state, None, batch["image"],
@@ -84,11 +103,11 @@ def make_step(model, optimizer):
     accuracy = jnp.mean(jnp.argmax(logits, -1) == batch["label"])
     return loss, (net_state, {"train_top1": accuracy})
 
-  def step(state: models.TrainState, batch):
+  def step(state: models.TrainState, batch, phase_rates):
     (loss, (net_state, metrics)), grads = jax.value_and_grad(
         loss_fn, has_aux=True)(state.params, state.net_state, batch)
-    new, guard = optimizers.apply_if_finite(optimizer, state, net_state, loss,
-                                            grads)
+    new, guard = optimizers.apply_if_finite(optimizer_for(phase_rates), state,
+                                            net_state, loss, grads)
     return new, dict(metrics, **guard, loss=loss)
 
   return step
@@ -98,9 +117,12 @@ def run(config: ml_collections.ConfigDict, workdir: str, phase: str, mesh
         ) -> dict[str, dict]:
   settings = config[phase]
   model = models.classifier_model(config, datasets.num_classes(config))
-  optimizer = make_optimizer(config, phase)
+  optimizer_for = functools.partial(make_optimizer, config, phase)
+  phase_rates = rates(config, phase)
   _, total = steps(config, phase)
-  step_fn = jax.jit(make_step(model, optimizer), donate_argnums=0)
+  step_fn = functools.partial(
+      jax.jit(make_step(model, optimizer_for), donate_argnums=0),
+      phase_rates=phase_rates)
 
   def batches(start_step):
     return datasets.labelled_batches(
@@ -116,7 +138,8 @@ def run(config: ml_collections.ConfigDict, workdir: str, phase: str, mesh
       checkpoint_every_steps=settings.checkpoint_every_steps,
       skip_nonfinite=settings.skip_nonfinite)
   state = loop.run(loop_config,
-                   init_state(config, phase, model, optimizer, workdir),
+                   init_state(config, phase, model, optimizer_for(phase_rates),
+                              workdir),
                    step_fn, batches, mesh)
   apply = jax.jit(functools.partial(model.apply, is_training=False))
   logits, labels = evaluation.extract(
