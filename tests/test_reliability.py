@@ -2,8 +2,9 @@
 steps, the collapse watch and refused input, on the tiny digits config.
 
 Every run is `launch.py` with the same flags: in this process through
-launch.main (cheap) or, for the kill and SIGTERM, as a subprocess sharing this
-session's XLA cache. One uninterrupted reference run serves every test.
+launch.main (cheap) or, for the kill and SIGTERM, as a subprocess sharing the
+test session's compilation cache. One uninterrupted reference run serves
+every test.
 """
 
 import glob
@@ -69,12 +70,11 @@ def run_launch(workdir, *extra):
 
 
 def start_launch(workdir, **kwargs):
-  env = dict(os.environ,
-             JAX_COMPILATION_CACHE_DIR=jax.config.jax_compilation_cache_dir,
-             JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0.5")
+  # The session's compilation cache reaches it through
+  # $JAX_COMPILATION_CACHE_DIR (conftest.py).
   return subprocess.Popen(
       [sys.executable, "launch.py", *FLAGS, f"--workdir={workdir}"], cwd=ROOT,
-      env=env, text=True, **kwargs)
+      text=True, **kwargs)
 
 
 def metrics(workdir):
