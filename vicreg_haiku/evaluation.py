@@ -41,10 +41,16 @@ def extract(config: ml_collections.ConfigDict, apply_fn, split: str, mesh,
 
 
 def encoder_features(config: ml_collections.ConfigDict):
-  """A jitted (params, net_state) -> (images -> features) factory."""
+  """A jitted (params, net_state) -> (images -> features) factory.
+
+  Only the encoder's part of the trees goes in, so a pretraining state, a
+  restored encoder and a random init (placed alike) run one program.
+  """
   apply = jax.jit(models.feature_model(config).apply)
 
   def bind(params, net_state):
+    params, net_state = models.encoder_part(params), models.encoder_part(
+        net_state)
     return lambda images: apply(params, net_state, None, images)[0]
 
   return bind

@@ -37,14 +37,14 @@ def init_state(config: ml_collections.ConfigDict, model, optimizer
   size = config.dataset.image_size
   dummy = jnp.zeros((2, size, size, 3), jnp.float32)
 
-  def init():
-    params, net_state = model.init(models.init_key(config.seed, 0), dummy,
-                                   dummy)
+  def init(key):
+    params, net_state = model.init(key, dummy, dummy)
     return models.TrainState(step=jnp.zeros([], jnp.int32), params=params,
                              net_state=net_state,
                              opt_state=optimizer.init(params))
 
-  return jax.jit(init)()
+  # The key is an argument, not a constant: every seed runs one program.
+  return jax.jit(init)(models.init_key(config.seed, 0))
 
 
 def embedding_stats(z: jax.Array, collapse_std: float

@@ -47,11 +47,13 @@ def result_name(encoder: str, per_class: int | None) -> str:
   return name if per_class is None else f"{name}_{per_class}_per_class"
 
 
-def _random_init_encoder(config):
+def _random_init_encoder(config, mesh):
+  """The pretraining's initial encoder, replicated as a restored one is."""
   model = models.pretrain_model(config)
   optimizer, _ = pretrain_step.make_optimizer(
       config, datasets.pretrain_steps_per_epoch(config))
-  state = pretrain_step.init_state(config, model, optimizer)
+  state = parallel.replicate(
+      pretrain_step.init_state(config, model, optimizer), mesh)
   return state.params, state.net_state
 
 
@@ -94,7 +96,7 @@ def _features_protocol(config, workdir: str, mesh) -> dict[str, dict]:
   features = evaluation.encoder_features(config)
   flatten = jax.jit(lambda images: images.reshape(images.shape[0], -1))
   apply_fns = {"vicreg": features(params, net_state),
-               "random_init": features(*_random_init_encoder(config)),
+               "random_init": features(*_random_init_encoder(config, mesh)),
                "raw_pixels": flatten}
   splits = (config.dataset.train_split, config.dataset.test_split)
   results, test_features = {}, {}
