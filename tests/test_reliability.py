@@ -45,6 +45,7 @@ FLAGS = ["--config=configs/digits.py", "--config.mode=pretrain",
          "--config.pretrain.log_every_steps=2",
          "--config.pretrain.checkpoint_every_steps=2",
          "--config.pretrain.rankme_examples=64",
+         "--config.pretrain.rankme_every_steps=2",
          "--config.pretrain.knn_every_steps=0"]
 NOT_COMPARED = {"examples_per_second"}
 

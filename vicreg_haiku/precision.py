@@ -8,9 +8,10 @@ from vicreg_haiku import networks
 
 PRECISIONS = ("float32", "bfloat16")
 # The pretraining step (ResNet-18, ImageNet stem, 2048-wide expander, batch
-# 64, 96 px) on 2 CPU cores, images/s: XLA:CPU upcasts bfloat16
-# convolutions, so bfloat16 is slower there (BENCHMARKS.md).
-CPU_IMAGES_PER_SECOND = {"float32": 53.0, "bfloat16": 23.8}
+# 64, 96 px) on 2 CPU cores, images/s, back to back on 2026-12-02
+# (`python benchmarks/train_step.py --precision P`, BENCHMARKS.md): XLA:CPU
+# upcasts bfloat16 convolutions, so bfloat16 is slower there.
+CPU_IMAGES_PER_SECOND = {"float32": 37.6, "bfloat16": 17.1}
 
 
 def slow_precision_warning(name: str, platform: str) -> str | None:
