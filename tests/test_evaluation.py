@@ -50,6 +50,11 @@ def test_knn_votes_match_numpy_over_padded_chunks():
   train_f = (centres[train_y] + rng.normal(size=(60, 6))).astype(np.float32)
   test_f = (centres[test_y] + rng.normal(size=(23, 6))).astype(np.float32)
   votes = _knn_reference(train_f, train_y, test_f, 5, 0.5, 12)
+  unit = lambda x: x / np.linalg.norm(x, axis=1, keepdims=True)
+  np.testing.assert_allclose(
+      evaluation._knn_votes(  # pylint: disable=protected-access
+          unit(train_f), train_y, unit(test_f), k=5, temperature=0.5,
+          num_classes=12), votes, rtol=1e-5)
   out = evaluation.knn(train_f, train_y, test_f, test_y, k=5,
                        temperature=0.5, num_classes=12, chunk=8)
   assert out == evaluation.accuracies(votes, test_y)

@@ -49,22 +49,22 @@ def test_the_summary_line_says_what_the_numbers_show():
 
 
 def test_views_are_upscaled_by_nearest_neighbour_in_two_labelled_rows():
-  """8 px views at 12x: every view a flat 96 px block of its own colour,
-  view 1 above view 2, at the pixels the layout puts them."""
+  """8 px views at 12x: pixel (y, x) of a shown view is pixel (y // 12,
+  x // 12) of the view, view 1 above view 2, where the layout puts them."""
   n, size = 3, 8
-  colours = np.arange(20, 20 + 40 * 2 * n, 40).reshape(2, n) / 255
-  view_a, view_b = (np.broadcast_to(c[:, None, None, None], (n, size, size, 3))
-                    for c in colours)
+  rng = np.random.default_rng(0)
+  levels = rng.integers(0, 256, size=(2, n, size, size, 3))
+  view_a, view_b = levels / 255.0
   image = plots.views(view_a, view_b, mean=(0.0, 0.0, 0.0),
                       std=(1.0, 1.0, 1.0))
   assert image.dtype == np.uint8 and image.ndim == 3
   grid_height = 2 * 96 + 3 * 4
   top = image.shape[0] - grid_height  # the title strip above the grid
+  yy, xx = np.meshgrid(np.arange(96), np.arange(96), indexing="ij")
   for row in range(2):
     for i in range(n):
       y, x = top + 4 + row * 100, 70 + 4 + i * 100
-      block = image[y:y + 96, x:x + 96]
-      np.testing.assert_array_equal(
-          block, np.round(colours[row, i] * 255).astype(np.uint8))
+      np.testing.assert_array_equal(image[y:y + 96, x:x + 96],
+                                    levels[row, i][yy // 12, xx // 12])
   labels = image[:, :70]  # "view 1" / "view 2" are drawn left of the rows
   assert (labels < 128).any()
