@@ -12,7 +12,7 @@ features with 1, 5, 10, 50 and all labels per class, fine-tuning and the same
 network from scratch (6 epochs each).
 
 Runtime on 2 CPU cores (2026-12-02, measured while other jobs shared the
-machine, load average 1-2.5): 4 min 20 s the first time (31 programs
+machine, load average 1-2.5): 4 min 20 s the first time (25 programs
 compiled), 3-4 min for a rerun or another seed (they load the programs from
 the compilation cache); the previous default (16 epochs at width 16, batch
 256) took 3 min 10 s in the same hour. BENCHMARKS.md has the split.
