@@ -41,7 +41,7 @@ def get_config():
   c.pretrain.checkpoint_every_steps = 2000
   c.pretrain.knn_every_steps = 10000
 
-  c.linear_probe.labels_per_class = 0
+  c.linear_probe.labels_per_class = (1, 10, 100)
 
   for phase in (c.finetune, c.supervised):
     phase.epochs = 100

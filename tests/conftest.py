@@ -4,14 +4,14 @@
 # (TF 2.21 + torchvision 0.29); tests/test_torch_weights.py needs both.
 import torchvision  # pylint: disable=unused-import
 
-import tempfile  # pylint: disable=g-bad-import-order
+import os  # pylint: disable=g-bad-import-order
 
+from vicreg_haiku import launch_env
 from vicreg_haiku import xla_flags
 
 xla_flags.set_defaults()  # the XLA flags launch.py runs with, before JAX starts
 
-import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
-import pytest
+import pytest  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 import cifar10_fake
 import stl10_fake
@@ -35,9 +35,14 @@ def fake_cifar10_dir(tmp_path_factory) -> str:
 
 
 def pytest_configure(config):
-  """A persistent XLA cache for the session: the phases of the end-to-end
-  tests compile the same steps (same shapes, new closures) many times."""
+  """JAX's persistent compilation cache, kept across sessions: the phases of
+  the end-to-end tests compile the same steps (same shapes, new closures)
+  many times, and a rerun of the suite compiles almost nothing. launch.py's
+  directory (~/.cache/vicreg_haiku/jax; $JAX_COMPILATION_CACHE_DIR wins):
+  entries are keyed by the program, the XLA flags and the jax version, and
+  the cache is bounded and file-locked, so concurrent sessions and runs
+  share it safely. Subprocesses (launch.py) get it through the variable."""
   del config
-  jax.config.update("jax_compilation_cache_dir",
-                    tempfile.mkdtemp(prefix="vicreg_xla_cache_"))
-  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+  cache_dir = launch_env.default_cache_dir()
+  os.environ["JAX_COMPILATION_CACHE_DIR"] = cache_dir
+  launch_env.enable_compilation_cache(cache_dir)

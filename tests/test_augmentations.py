@@ -5,7 +5,6 @@ Every photometric op is checked in both implementations: the tf.data one
 """
 
 import colorsys
-import os
 
 import jax.numpy as jnp
 import numpy as np
@@ -205,14 +204,3 @@ def test_views_shapes_ranges_and_determinism(name):
   high = (1 - np.array(recipe.mean)) / np.array(recipe.std)
   assert (a.numpy() >= low - 1e-5).all() and (a.numpy() <= high + 1e-5).all()
   assert not np.allclose(a.numpy(), b.numpy())
-
-
-def test_view_grid_and_png(tmp_path):
-  recipe = defaults.vicreg_views()
-  views = np.zeros((5, 4, 4, 3), np.float32)
-  grid = aug.view_grid(views, views, recipe.mean, recipe.std, pairs_per_row=2)
-  assert grid.dtype == np.uint8 and grid.shape == (3 * 6 + 2, 2 * 10 + 2, 3)
-  path = os.path.join(tmp_path, "sub", "views.png")
-  aug.write_png(path, grid)
-  decoded = tf.io.decode_png(tf.io.read_file(path)).numpy()
-  np.testing.assert_array_equal(decoded, grid)

@@ -46,6 +46,17 @@ def test_a_folder_without_its_root_is_refused():
     ("pretrain.base_lr", -0.1, "config.pretrain.base_lr=-0.1 must be non-negative"),
     ("finetune.lr_head", -1.0, "config.finetune.lr_head=-1.0"),
     ("augmentations.vicreg.blur_prob", (1.0, 1.5), "probabilities lie in [0, 1]"),
+    ("augmentations.vicreg.blur_kernel_size", 8,
+     "config.augmentations.vicreg.blur_kernel_size=8 must be a positive odd"),
+    ("linear_probe.labels_per_class", (10, 0),
+     "config.linear_probe.labels_per_class=(10, 0) must be a tuple of "
+     "positive ints"),
+    ("linear_probe.protocol", "official",
+     "config.linear_probe.protocol='official' is not one of ('features',)"),
+    ("pretrain.log_every_steps", 0,
+     "config.pretrain.log_every_steps=0 must be positive"),
+    ("augmentations.seed.blur_kernel_size", -3,
+     "config.augmentations.seed.blur_kernel_size=-3 must be a positive odd"),
 ])
 def test_bad_values_name_the_key(key, value, words):
   config = load_config("digits")
@@ -78,17 +89,60 @@ def _launch(tmp_path, *overrides):
   return result, workdir
 
 
-def test_launch_refuses_an_unknown_key(tmp_path):
-  result, workdir = _launch(tmp_path, "--config.pretrain.batchsize=8")
-  assert result.returncode != 0
-  assert "batchsize" in result.stderr
+@pytest.mark.parametrize("override, line", [
+    ("--config.model.no_such_key=1",
+     "error: --config.model.no_such_key=1: config.model has no key "
+     "'no_such_key'; its keys: encoder, expander_dims, stem, width"),
+    ("--config.pretrain.batchsize=8",
+     "error: --config.pretrain.batchsize=8: config.pretrain has no key "
+     "'batchsize' (did you mean 'batch_size'?); its keys: augment_on, "
+     "augmentation, base_lr, batch_size, checkpoint_every_seconds, "
+     "checkpoint_every_steps, collapse_fraction, collapse_std, epochs, "
+     "knn_every_steps, knn_k, knn_temperature, log_every_steps, max_steps, "
+     "momentum, rankme_every_steps, rankme_examples, skip_nonfinite, "
+     "trust_coefficient, "
+     "warmup_epochs, weight_decay"),
+    ("--config.seed.x=1",
+     "error: --config.seed.x=1: config.seed is a value (0), not a section "
+     "with keys"),
+    ("--config.pretrain.batch_size=abc",
+     "error: flag --config.pretrain.batch_size=abc: invalid literal for int() "
+     "with base 10: 'abc'"),
+    ("--wrokdir=x",
+     "error: Unknown command line flag 'wrokdir'. Did you mean: workdir ?"),
+    ("positional", "error: unexpected arguments ['positional']: settings are "
+     "flags, --config.KEY=VALUE"),
+])
+def test_a_flag_mistake_is_one_line(tmp_path, override, line):
+  result, workdir = _launch(tmp_path, override)
+  assert result.returncode == 1
+  assert result.stderr.splitlines() == [line]
   assert not workdir.exists()
 
 
+def test_a_config_file_that_does_not_load_is_one_line(tmp_path):
+  broken = tmp_path / "broken.py"
+  broken.write_text("def get_config():\n  return undefined_name\n")
+  for config, line in (
+      (broken, "error: NameError: name 'undefined_name' is not defined"),
+      (tmp_path / "missing.py",
+       f"error: --config={tmp_path / 'missing.py'}: OSError: [Errno 2] No "
+       f"such file or directory: '{tmp_path / 'missing.py'}'")):
+    result = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "launch.py"), f"--config={config}",
+         f"--workdir={tmp_path / 'run'}"],
+        capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [line]
+  assert not (tmp_path / "run").exists()
+
+
 def test_launch_refuses_a_bad_value_before_writing(tmp_path):
+  """The whole of stderr is our line: TensorFlow's start-up lines (oneDNN,
+  absl's pre-init notice) are not printed (launch_env)."""
   result, workdir = _launch(tmp_path, "--config.model.encoder=vit")
   assert result.returncode == 1
-  lines = [l for l in result.stderr.splitlines() if l.startswith("error:")]
-  assert lines == ["error: config.model.encoder='vit' is not one of "
-                   "('resnet18', 'resnet50')"]
+  assert result.stderr.splitlines() == [
+      "error: config.model.encoder='vit' is not one of "
+      "('resnet18', 'resnet50')"]
   assert not workdir.exists()

@@ -7,6 +7,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from test_config import load_config
+from vicreg_haiku import classifier
+from vicreg_haiku import models
+from vicreg_haiku import optimizers
 from vicreg_haiku.optimizers import lars, warmup_cosine
 
 _NO_LARS = {("linear", "b"), ("batch_norm", "scale"), ("batch_norm", "offset")}
@@ -168,3 +172,65 @@ def test_warmup_cosine_from_the_formula():
   # optax passes an int32 count under jit.
   np.testing.assert_allclose(float(jax.jit(schedule)(jnp.int32(60))),
                              (peak + end) / 2, rtol=1e-6)
+
+
+def _train(optimizer, params, grads_seq):
+  """optimizers.apply_if_finite (the steps' update) over grads_seq."""
+  params = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), params)
+  state = models.TrainState(jnp.zeros([], jnp.int32), params, {},
+                            optimizer.init(params))
+  step = jax.jit(lambda state, grads: optimizers.apply_if_finite(
+      optimizer, state, {}, jnp.float32(0.0), grads))
+  for grads in grads_seq:
+    state, metrics = step(state, jax.tree.map(
+        lambda x: jnp.asarray(x, jnp.float32), grads))
+  return state
+
+
+def _nan_like(tree):
+  return jax.tree.map(lambda x: np.full(np.shape(x), np.nan), tree)
+
+
+def test_a_skipped_step_does_not_delay_the_lars_schedule():
+  """After a non-finite (skipped) step k, step k + 1 applies schedule(k + 1),
+  the lr the pretraining step logs, not the schedule one step behind."""
+  rng = np.random.default_rng(4)
+  params = _params(rng)
+  g1, g2 = _grads(rng, params), _grads(rng, params)
+  schedule = warmup_cosine(1.0, 256, 4, 20)  # 0, 0.25, 0.5 at steps 0, 1, 2
+  state = _train(lars(schedule, weight_decay=0.1, trust_coefficient=0.02),
+                 params, [g1, _nan_like(g1), g2])
+  assert int(state.step) == 3
+  # The skipped step changed nothing but the step: g1 at lr 0, g2 at 0.5.
+  expected = _np_lars(params, [g1, g2], [0.0, 0.5], wd=0.1, mom=0.9, eta=0.02)
+  _assert_tree_close(state.params, expected)
+
+
+def test_a_skipped_step_does_not_delay_the_classifier_schedules():
+  config = load_config("digits")
+  config.finetune.update(epochs=1, weight_decay=0.1, lr_backbone=0.05,
+                         lr_head=0.2)
+  total = classifier.steps(config, "finetune")[1]
+  rng = np.random.default_rng(5)
+  params = {"encoder/~/conv": {"w": rng.normal(size=(3, 3))},
+            "encoder/~/bn": {"scale": 1 + rng.normal(size=(1, 3)),
+                             "offset": rng.normal(size=(1, 3))},
+            "linear_head": {"w": rng.normal(size=(3, 2)),
+                            "b": rng.normal(size=(2,))}}
+  g1, g2 = _grads(rng, params), _grads(rng, params)
+  optimizer = classifier.make_optimizer(config, "finetune",
+                                        classifier.rates(config, "finetune"))
+  state = _train(optimizer, params,
+                 [g1, _nan_like(g1), g2])
+  # NumPy: SGD, momentum 0.9, decay on weights only, cosine to 0 per group;
+  # the applied steps are 0 and 2.
+  for module, leaves in params.items():
+    base = 0.05 if module.startswith("encoder") else 0.2
+    for name, p in leaves.items():
+      p, m = np.array(p, np.float64), 0.0
+      for grads, t in ((g1, 0), (g2, 2)):
+        g = grads[module][name] + (0.1 * p if name == "w" else 0.0)
+        m = 0.9 * m + g
+        p = p - base * 0.5 * (1 + math.cos(math.pi * t / total)) * m
+      np.testing.assert_allclose(state.params[module][name], p, rtol=1e-5,
+                                 atol=1e-6, err_msg=f"{module}/{name}")

@@ -2,8 +2,9 @@
 steps, the collapse watch and refused input, on the tiny digits config.
 
 Every run is `launch.py` with the same flags: in this process through
-launch.main (cheap) or, for the kill and SIGTERM, as a subprocess sharing this
-session's XLA cache. One uninterrupted reference run serves every test.
+launch.main (cheap) or, for the kill and SIGTERM, as a subprocess sharing the
+test session's compilation cache. One uninterrupted reference run serves
+every test.
 """
 
 import glob
@@ -18,6 +19,7 @@ import time
 
 import jax
 import numpy as np
+import optax
 import orbax.checkpoint as ocp
 import pytest
 from absl import flags
@@ -43,6 +45,7 @@ FLAGS = ["--config=configs/digits.py", "--config.mode=pretrain",
          "--config.pretrain.log_every_steps=2",
          "--config.pretrain.checkpoint_every_steps=2",
          "--config.pretrain.rankme_examples=64",
+         "--config.pretrain.rankme_every_steps=2",
          "--config.pretrain.knn_every_steps=0"]
 NOT_COMPARED = {"examples_per_second"}
 
@@ -68,12 +71,11 @@ def run_launch(workdir, *extra):
 
 
 def start_launch(workdir, **kwargs):
-  env = dict(os.environ,
-             JAX_COMPILATION_CACHE_DIR=jax.config.jax_compilation_cache_dir,
-             JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0.5")
+  # The session's compilation cache reaches it through
+  # $JAX_COMPILATION_CACHE_DIR (conftest.py).
   return subprocess.Popen(
       [sys.executable, "launch.py", *FLAGS, f"--workdir={workdir}"], cwd=ROOT,
-      env=env, text=True, **kwargs)
+      text=True, **kwargs)
 
 
 def metrics(workdir):
@@ -234,6 +236,9 @@ def test_nonfinite_steps_can_be_skipped_and_counted(reference, tmp_path):
   assert steps(workdir) == [6, 8]
   at_8 = restore(workdir)  # nothing was applied in the skipped steps
   assert int(at_8.step) == 8
+  # ...but the schedule's count moved on with the step: the lr step 9
+  # applies is the lr it logs (tests/test_optimizers.py checks the update).
+  assert int(optax.tree.get(at_8.opt_state, "count")) == 8
   jax.tree.map(np.testing.assert_array_equal, at_8.params,
                restore(workdir, 6).params)
 

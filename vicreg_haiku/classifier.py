@@ -7,6 +7,7 @@ on the same labelled split with the same budget (its baseline).
 
 import functools
 import os
+from typing import Callable, Mapping
 
 import jax
 import jax.numpy as jnp
@@ -22,6 +23,7 @@ from vicreg_haiku import optimizers
 from vicreg_haiku import pretrained
 
 PHASES = ("finetune", "supervised")
+LOG_POINTS = 100  # metrics.jsonl lines a run gets when log_every_steps is None
 # Distinct data streams for the two phases, both pure functions of the step.
 _STREAM_OFFSET = {"finetune": 1, "supervised": 2}
 
@@ -35,16 +37,31 @@ def steps(config: ml_collections.ConfigDict, phase: str) -> tuple[int, int]:
   return per_epoch, per_epoch * settings.epochs
 
 
-def make_optimizer(config: ml_collections.ConfigDict, phase: str
+def rates(config: ml_collections.ConfigDict, phase: str
+          ) -> dict[str, np.float32]:
+  """The phase's learning rates and weight decay. The step takes them as
+  arguments, not constants, so finetune and supervised (which differ only
+  in them) compile one program (the second loads it from the persistent
+  compilation cache)."""
+  settings = config[phase]
+  return {name: np.float32(settings[name])
+          for name in ("lr_backbone", "lr_head", "weight_decay")}
+
+
+def make_optimizer(config: ml_collections.ConfigDict, phase: str,
+                   phase_rates: Mapping[str, jax.typing.ArrayLike]
                    ) -> optax.GradientTransformation:
   """SGD + momentum, cosine to 0, one learning rate for the encoder and one
-  for the head; weight decay on weights only (not biases, not BN)."""
+  for the head; weight decay on weights only (not biases, not BN).
+
+  phase_rates: rates(config, phase), or the same traced inside the step.
+  """
   settings = config[phase]
   _, total = steps(config, phase)
 
   def sgd(lr):
     return optax.chain(
-        optax.add_decayed_weights(settings.weight_decay,
+        optax.add_decayed_weights(phase_rates["weight_decay"],
                                   mask=optimizers.lars_mask),
         optax.sgd(optax.cosine_decay_schedule(lr, total),
                   momentum=settings.momentum))
@@ -54,9 +71,8 @@ def make_optimizer(config: ml_collections.ConfigDict, phase: str
         lambda _: "encoder" if module.startswith(models.ENCODER) else "head",
         leaves) for module, leaves in params.items()}
 
-  return optax.multi_transform(
-      {"encoder": sgd(settings.lr_backbone), "head": sgd(settings.lr_head)},
-      label)
+  return optax.multi_transform({"encoder": sgd(phase_rates["lr_backbone"]),
+                                "head": sgd(phase_rates["lr_head"])}, label)
 
 
 def init_state(config, phase: str, model, optimizer,
@@ -73,7 +89,10 @@ def init_state(config, phase: str, model, optimizer,
                            jax.jit(optimizer.init)(params))
 
 
-def make_step(model, optimizer):
+def make_step(model, optimizer_for: Callable[[Mapping[str, jax.Array]],
+                                             optax.GradientTransformation]):
+  """step(state, batch, phase_rates); optimizer_for(phase_rates) builds the
+  optimizer from the traced rates."""
 
   def loss_fn(params, net_state, batch):
     logits, net_state = model.apply(params, net_state, None, batch["image"],
@@ -83,14 +102,11 @@ def make_step(model, optimizer):
     accuracy = jnp.mean(jnp.argmax(logits, -1) == batch["label"])
     return loss, (net_state, {"train_top1": accuracy})
 
-  def step(state: models.TrainState, batch):
+  def step(state: models.TrainState, batch, phase_rates):
     (loss, (net_state, metrics)), grads = jax.value_and_grad(
         loss_fn, has_aux=True)(state.params, state.net_state, batch)
-    updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
-    new = models.TrainState(state.step + 1,
-                            optax.apply_updates(state.params, updates),
-                            net_state, opt_state)
-    new, guard = optimizers.keep_if_finite(state, new, loss, grads, updates)
+    new, guard = optimizers.apply_if_finite(optimizer_for(phase_rates), state,
+                                            net_state, loss, grads)
     return new, dict(metrics, **guard, loss=loss)
 
   return step
@@ -105,9 +121,12 @@ def run(config: ml_collections.ConfigDict, workdir: str, phase: str, mesh,
   if phase == "finetune":
     encoder = pretrained.pretrained_encoder(config, workdir, imported)
   model = models.classifier_model(config, datasets.num_classes(config))
-  optimizer = make_optimizer(config, phase)
+  optimizer_for = functools.partial(make_optimizer, config, phase)
+  phase_rates = rates(config, phase)
   _, total = steps(config, phase)
-  step_fn = jax.jit(make_step(model, optimizer), donate_argnums=0)
+  step_fn = functools.partial(
+      jax.jit(make_step(model, optimizer_for), donate_argnums=0),
+      phase_rates=phase_rates)
 
   def batches(start_step):
     return datasets.labelled_batches(
@@ -118,19 +137,22 @@ def run(config: ml_collections.ConfigDict, workdir: str, phase: str, mesh,
   loop_config = loop.LoopConfig(
       phase=phase, phase_dir=os.path.join(workdir, phase), total_steps=total,
       examples_per_step=settings.batch_size,
-      log_every_steps=settings.log_every_steps,
+      log_every_steps=loop.cadence(settings.log_every_steps, total,
+                                   LOG_POINTS),
       checkpoint_every_steps=settings.checkpoint_every_steps,
       skip_nonfinite=settings.skip_nonfinite)
   state = loop.run(loop_config,
-                   init_state(config, phase, model, optimizer, encoder),
+                   init_state(config, phase, model, optimizer_for(phase_rates),
+                              encoder),
                    step_fn, batches, mesh)
   apply = jax.jit(functools.partial(model.apply, is_training=False))
   logits, labels = evaluation.extract(
       config, lambda images: apply(state.params, state.net_state, None,
                                    images)[0],
       config.dataset.test_split, mesh)
-  top1 = float(np.mean(np.argmax(logits, axis=1) == labels))
-  entry = {"top1": top1, "steps": total}
+  entry = dict(evaluation.accuracies(logits, labels), steps=total,
+               labels=datasets.num_examples(config,
+                                            config.dataset.train_split))
   if encoder is not None:
     entry["encoder"] = encoder.source
   return {phase: entry}

@@ -3,6 +3,8 @@
 Every error is one line naming the key, the value and what is allowed.
 """
 
+import difflib
+
 import ml_collections
 
 from vicreg_haiku import precision
@@ -10,10 +12,29 @@ from vicreg_haiku import precision
 MODES = ("all", "pretrain", "linear_probe", "finetune", "supervised")
 ENCODERS = ("resnet18", "resnet50")
 STEMS = ("imagenet", "cifar")
+# probing._PROTOCOLS holds one function for each.
+PROBE_PROTOCOLS = ("features",)
 
 
 class ConfigError(ValueError):
   pass
+
+
+def unknown_key(config: ml_collections.ConfigDict, dotted: str) -> str | None:
+  """Why `dotted` (e.g. "pretrain.batchsize") names no key of `config`, with
+  the keys that do exist where it stops; None when it names one."""
+  node, where = config, "config"
+  for part in dotted.split("."):
+    if not isinstance(node, ml_collections.ConfigDict):
+      return f"{where} is a value ({node!r}), not a section with keys"
+    if part not in node:
+      keys = sorted(node.keys())
+      close = difflib.get_close_matches(part, keys, n=1)
+      hint = f" (did you mean {close[0]!r}?)" if close else ""
+      return (f"{where} has no key {part!r}{hint}; its keys: "
+              f"{', '.join(keys)}")
+    node, where = node[part], f"{where}.{part}"
+  return None
 
 
 def _choice(key: str, value, allowed) -> None:
@@ -43,6 +64,14 @@ def _check_views(name: str, views: ml_collections.ConfigDict) -> None:
     raise ConfigError(f"config.{key}.crop_scale={views.crop_scale!r} must "
                       "satisfy 0 < low <= high <= 1")
   _choice(f"{key}.interpolation", views.interpolation, ("bilinear", "bicubic"))
+  size = views.blur_kernel_size
+  if size < 0 or (size and size % 2 == 0):
+    # torchvision's GaussianBlur refuses even sizes too: an even kernel has
+    # no centre tap, so it shifts the image by half a pixel.
+    raise ConfigError(
+        f"config.{key}.blur_kernel_size={size!r} must be a positive odd "
+        "number, as torchvision's (or 0: one that holds 3 sigma of the "
+        "largest blur_sigma)")
 
 
 def validate(config: ml_collections.ConfigDict, device_count: int) -> None:
@@ -87,9 +116,21 @@ def validate(config: ml_collections.ConfigDict, device_count: int) -> None:
               "supervised.lr_head", "linear_probe.learning_rate"):
     section, field = key.split(".")
     _positive(key, config[section][field], zero_ok=True)
-  if config.pretrain.max_steps is not None:
-    _positive("pretrain.max_steps", config.pretrain.max_steps)
-  _positive("linear_probe.labels_per_class",
-            config.linear_probe.labels_per_class, zero_ok=True)
+  for key in ("pretrain.max_steps", "pretrain.log_every_steps",
+              "pretrain.rankme_every_steps", "finetune.log_every_steps",
+              "supervised.log_every_steps"):
+    section, field = key.split(".")
+    if config[section][field] is not None:  # None: derived from the length
+      _positive(key, config[section][field])
+  if config.pretrain.knn_every_steps is not None:
+    _positive("pretrain.knn_every_steps", config.pretrain.knn_every_steps,
+              zero_ok=True)
+  _choice("linear_probe.protocol", config.linear_probe.protocol,
+          PROBE_PROTOCOLS)
+  budgets = config.linear_probe.labels_per_class
+  if not all(isinstance(n, int) and n > 0 for n in budgets):
+    raise ConfigError(
+        f"config.linear_probe.labels_per_class={budgets!r} must be a tuple of "
+        "positive ints, labels per class of each extra probe, e.g. (1, 10)")
   for name, views in config.augmentations.items():
     _check_views(name, views)

@@ -29,7 +29,10 @@ def vicreg_views() -> config_dict.ConfigDict:
       grayscale_prob=0.2,
       blur_prob=(1.0, 0.1),
       blur_sigma=(0.1, 2.0),
-      blur_kernel_size=0,  # 0: the kernel grows with sigma, as PIL's blur does.
+      # 0: a kernel that holds 3 sigma of the largest sigma (PIL's blur,
+      # the official one, has no kernel size; augmentations.py says how far
+      # our exact Gaussian is from it). Otherwise odd, as torchvision's.
+      blur_kernel_size=0,
       solarize_prob=(0.0, 0.2),
       mean=IMAGENET_MEAN,
       std=IMAGENET_STD,
@@ -67,7 +70,7 @@ def classifier_training(**learning) -> config_dict.ConfigDict:
       momentum=0.9,  # SGD with momentum, cosine decay to 0
       augment=True,  # random resized crop + flip on the labelled split
       crop_scale=(0.08, 1.0),
-      log_every_steps=50,
+      log_every_steps=config_dict.placeholder(int),  # None: ~100 a run
       checkpoint_every_steps=1000,
       skip_nonfinite=False,
       **learning,
@@ -136,12 +139,16 @@ def base_config() -> config_dict.ConfigDict:
       # solarize) runs: "host" (tf.data) or "device" (in the jitted step, so
       # accelerator hosts are not input-bound). The crop is always tf.data's.
       augment_on="host",
-      log_every_steps=50,
+      # metrics.jsonl / TensorBoard cadence; None: about 100 points a run.
+      log_every_steps=config_dict.placeholder(int),
       checkpoint_every_steps=1000,
       checkpoint_every_seconds=600,
-      knn_every_steps=0,  # 0: kNN monitor only at the end
+      # The monitors run at log steps that are multiples of these.
+      # 0: at the end only; None: about 10 a run.
+      knn_every_steps=config_dict.FieldReference(0, field_type=int),
       knn_k=20,
       knn_temperature=0.07,
+      rankme_every_steps=config_dict.placeholder(int),  # None: ~20 a run
       rankme_examples=1024,  # fixed batch for the RankMe effective rank
       skip_nonfinite=False,  # True: skip non-finite steps instead of stopping
       # Collapse watch: warn at log steps when >= collapse_fraction of the
@@ -158,7 +165,10 @@ def base_config() -> config_dict.ConfigDict:
       batch_size=256,
       learning_rate=0.01,  # Adam on standardised frozen features
       weight_decay=1e-4,
-      labels_per_class=0,  # 0: every label; N > 0 adds an N-per-class probe
+      # Every probe runs with all labels and with N labels of every class
+      # for each N here (a fixed pick per seed), e.g. (1, 5, 10, 50).
+      labels_per_class=(),
+      protocol="features",  # frozen features extracted once, head on them
   ))
 
   # Fine-tune starts from the pretrained encoder, supervised from random

@@ -7,9 +7,11 @@ same keyed uniforms; the jitted training step turns them into views here, as
 DeepMind's BYOL does. An accelerator then needs from the host CPUs only the
 crops, not the per-pixel colour work, which they cannot keep up with.
 
-The maths is augmentations.py's (torchvision's definitions, clipping to
-[0, 1] after each op); tests check both against the same NumPy references
-and against each other on the same crops and parameters.
+The maths is augmentations.py's (torchvision's tensor definitions on
+floats, clipping to [0, 1] after each op; not the official code's uint8 PIL
+arithmetic, see augmentations.py for the measured difference); tests check
+both against the same NumPy references and against each other on the same
+crops and parameters.
 """
 
 from typing import Mapping, Sequence

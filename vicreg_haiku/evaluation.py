@@ -41,10 +41,16 @@ def extract(config: ml_collections.ConfigDict, apply_fn, split: str, mesh,
 
 
 def encoder_features(config: ml_collections.ConfigDict):
-  """A jitted (params, net_state) -> (images -> features) factory."""
+  """A jitted (params, net_state) -> (images -> features) factory.
+
+  Only the encoder's part of the trees goes in, so a pretraining state, a
+  restored encoder and a random init (placed alike) run one program.
+  """
   apply = jax.jit(models.feature_model(config).apply)
 
   def bind(params, net_state):
+    params, net_state = models.encoder_part(params), models.encoder_part(
+        net_state)
     return lambda images: apply(params, net_state, None, images)[0]
 
   return bind
@@ -58,31 +64,46 @@ def rankme(features: np.ndarray, eps: float = 1e-7) -> float:
   return float(np.exp(-np.sum(p * np.log(p))))
 
 
+def accuracies(scores: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+  """{"top1"} and, with more than 10 classes, "top5" of class scores [N, C]
+  (ties broken towards the lower class, as argmax)."""
+  ranked = np.argsort(-np.asarray(scores), axis=1, kind="stable")
+  out = {"top1": float(np.mean(ranked[:, 0] == labels))}
+  if scores.shape[1] > 10:
+    out["top5"] = float(np.mean(np.any(ranked[:, :5] == labels[:, None],
+                                       axis=1)))
+  return out
+
+
 @functools.partial(jax.jit, static_argnames=("k", "num_classes"))
-def _knn_predict(train_f, train_y, test_f, *, k, temperature, num_classes):
+def _knn_votes(train_f, train_y, test_f, *, k, temperature, num_classes):
   similarity = test_f @ train_f.T
   top_sim, top_idx = jax.lax.top_k(similarity, k)
   weights = jnp.exp(top_sim / temperature)
   votes = jax.nn.one_hot(train_y[top_idx], num_classes) * weights[..., None]
-  return jnp.argmax(jnp.sum(votes, axis=1), axis=-1)
+  return jnp.sum(votes, axis=1)
 
 
-def knn_top1(train_f: np.ndarray, train_y: np.ndarray, test_f: np.ndarray,
-             test_y: np.ndarray, *, k: int, temperature: float,
-             num_classes: int, chunk: int = 1024) -> float:
-  """Weighted cosine kNN (the InstDisc / solo-learn monitor)."""
+def knn(train_f: np.ndarray, train_y: np.ndarray, test_f: np.ndarray,
+        test_y: np.ndarray, *, k: int, temperature: float, num_classes: int,
+        chunk: int = 1024) -> dict[str, float]:
+  """Weighted cosine kNN (the InstDisc / solo-learn monitor): accuracies()
+  of the class votes. Test chunks are padded to `chunk` rows: one program."""
 
   def unit(x):
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
   train_f, test_f = unit(train_f), unit(test_f)
   k = min(k, len(train_f))
-  predictions = [
-      np.asarray(_knn_predict(train_f, train_y, test_f[i:i + chunk], k=k,
-                              temperature=temperature,
-                              num_classes=num_classes))
-      for i in range(0, len(test_f), chunk)]
-  return float(np.mean(np.concatenate(predictions) == test_y))
+  votes = []
+  for i in range(0, len(test_f), chunk):
+    rows = test_f[i:i + chunk]
+    padded = np.zeros((chunk, rows.shape[1]), rows.dtype)
+    padded[:len(rows)] = rows
+    votes.append(np.asarray(_knn_votes(
+        train_f, train_y, padded, k=k, temperature=temperature,
+        num_classes=num_classes))[:len(rows)])
+  return accuracies(np.concatenate(votes), test_y)
 
 
 class Monitor:
@@ -104,18 +125,22 @@ class Monitor:
   def has_labels(self) -> bool:
     return datasets.labels_missing(self._config) is None
 
-  def knn_top1(self, params, net_state) -> float:
+  def knn(self, params, net_state) -> dict[str, float]:
     c = self._config
     apply_fn = self._features(params, net_state)
     train_f, train_y = extract(c, apply_fn, c.dataset.train_split, self._mesh)
     test_f, test_y = extract(c, apply_fn, c.dataset.test_split, self._mesh)
-    return knn_top1(train_f, train_y, test_f, test_y, k=c.pretrain.knn_k,
-                    temperature=c.pretrain.knn_temperature,
-                    num_classes=datasets.num_classes(c))
+    return knn(train_f, train_y, test_f, test_y, k=c.pretrain.knn_k,
+               temperature=c.pretrain.knn_temperature,
+               num_classes=datasets.num_classes(c))
 
 
 def per_class_subset(labels: np.ndarray, per_class: int, seed: int) -> np.ndarray:
-  """Indices of `per_class` examples of every class, a fixed random pick."""
+  """Indices of `per_class` examples of every class, a fixed random pick.
+
+  One permutation of each class per seed, its first `per_class` taken: the
+  picks of a seed are nested (the 5 per class hold the 1 per class).
+  """
   rng = np.random.default_rng(seed)
   picks = [rng.permutation(np.flatnonzero(labels == c))[:per_class]
            for c in np.unique(labels)]
@@ -124,54 +149,78 @@ def per_class_subset(labels: np.ndarray, per_class: int, seed: int) -> np.ndarra
 
 @functools.partial(jax.jit, static_argnames=("num_classes", "epochs",
                                              "batch_size"))
-def _fit_linear(x, y, key, *, num_classes, epochs, batch_size, learning_rate,
-                weight_decay):
+def _fit_linear(x, y, count, key, *, num_classes, epochs, batch_size,
+                learning_rate, weight_decay):
+  """Softmax regression on the first `count` rows of x [N, F] (the rest is
+  padding), so that every label budget of a split runs one program.
+
+  AdamW, cosine to 0 over epochs * max(count // batch, 1) steps; an epoch
+  is a random order of the `count` examples cut into full batches (the rest
+  dropped) or, when count < batch, one batch of all of them.
+  """
   n, f = x.shape
-  batch_size = min(batch_size, n)
-  steps_per_epoch = n // batch_size
-  schedule = optax.cosine_decay_schedule(learning_rate,
-                                         epochs * steps_per_epoch)
+  batch = min(batch_size, n)
+  steps_per_epoch = jnp.maximum(count // batch, 1)
+  total = epochs * steps_per_epoch
+
+  def schedule(step):
+    progress = jnp.minimum(step, total) / total
+    return learning_rate * 0.5 * (1 + jnp.cos(jnp.pi * progress))
+
   optimizer = optax.adamw(schedule, weight_decay=weight_decay)
   params = {"w": jnp.zeros((f, num_classes)), "b": jnp.zeros((num_classes,))}
+  real = jnp.arange(n) < count
 
-  def loss_fn(params, xb, yb):
+  def loss_fn(params, xb, yb, mask):
     logits = xb @ params["w"] + params["b"]
-    return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, yb))
+    losses = optax.softmax_cross_entropy_with_integer_labels(logits, yb)
+    return jnp.sum(jnp.where(mask, losses, 0.0)) / jnp.sum(mask)
 
-  def epoch(carry, epoch_index):
-    order = jax.random.permutation(jax.random.fold_in(key, epoch_index), n)
-    order = order[:steps_per_epoch * batch_size].reshape(steps_per_epoch, -1)
+  def epoch(epoch_index, carry):
+    # The real rows first, in a random order; padding rows after them.
+    keys = jax.random.uniform(jax.random.fold_in(key, epoch_index), (n,))
+    order = jnp.argsort(jnp.where(real, keys, 2.0))
 
-    def step(carry, idx):
+    def step(position, carry):
       params, opt_state = carry
-      grads = jax.grad(loss_fn)(params, x[idx], y[idx])
+      first = position * batch
+      idx = jax.lax.dynamic_slice(order, (first,), (batch,))
+      mask = first + jnp.arange(batch) < count
+      grads = jax.grad(loss_fn)(params, x[idx], y[idx], mask)
       updates, opt_state = optimizer.update(grads, opt_state, params)
-      return (optax.apply_updates(params, updates), opt_state), None
+      return optax.apply_updates(params, updates), opt_state
 
-    return jax.lax.scan(step, carry, order)[0], None
+    return jax.lax.fori_loop(0, steps_per_epoch, step, carry)
 
   carry = (params, optimizer.init(params))
-  params, _ = jax.lax.scan(epoch, carry, jnp.arange(epochs))[0]
+  params, _ = jax.lax.fori_loop(0, epochs, epoch, carry)
   return params
 
 
-def linear_probe_top1(train_x: np.ndarray, train_y: np.ndarray,
-                      test_x: np.ndarray, test_y: np.ndarray, *,
-                      num_classes: int, probe: ml_collections.ConfigDict,
-                      seed: int) -> float:
-  """Top-1 of a softmax regression trained on frozen features.
+def linear_probe(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray,
+                 test_y: np.ndarray, *, num_classes: int,
+                 probe: ml_collections.ConfigDict, seed: int,
+                 pad_to: int | None = None) -> dict[str, float]:
+  """accuracies() of a softmax regression trained on frozen features.
 
   Features are standardised with the training set's statistics (an affine
   reparametrisation: still a linear probe, but Adam converges in a fixed
-  budget whatever the feature scale).
+  budget whatever the feature scale). The training rows are padded to
+  `pad_to` (the split's size: one compiled program for every label budget).
   """
   mean = train_x.mean(axis=0)
   std = train_x.std(axis=0) + 1e-6
+  count = len(train_y)
+  rows = max(pad_to or count, count)
+  x = np.zeros((rows, train_x.shape[1]), np.float32)
+  x[:count] = (train_x - mean) / std
+  y = np.zeros((rows,), np.int32)
+  y[:count] = train_y
   params = _fit_linear(
-      jnp.asarray((train_x - mean) / std), jnp.asarray(train_y),
-      jax.random.key(seed), num_classes=num_classes, epochs=probe.epochs,
+      jnp.asarray(x), jnp.asarray(y), jnp.int32(count), jax.random.key(seed),
+      num_classes=num_classes, epochs=probe.epochs,
       batch_size=probe.batch_size, learning_rate=probe.learning_rate,
       weight_decay=probe.weight_decay)
   logits = ((test_x - mean) / std) @ np.asarray(params["w"]) + np.asarray(
       params["b"])
-  return float(np.mean(np.argmax(logits, axis=1) == test_y))
+  return accuracies(logits, test_y)

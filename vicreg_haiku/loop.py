@@ -35,6 +35,14 @@ class Preempted(Exception):
   """SIGTERM arrived; a checkpoint of the current step was saved."""
 
 
+def cadence(every: int | None, total_steps: int, points: int) -> int:
+  """`every`, or for None the cadence giving about `points` points (at
+  least `points` when the run has that many steps) over `total_steps`."""
+  if every is not None:
+    return every
+  return max(1, total_steps // points)
+
+
 @dataclasses.dataclass
 class LoopConfig:
   phase: str

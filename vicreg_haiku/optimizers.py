@@ -106,13 +106,40 @@ def keep_if_finite(state: models.TrainState, new: models.TrainState, loss,
   step on (the loop then stops or counts the step). The update is checked
   too: a finite gradient times a huge learning rate overflows.
 
+  A skipped step leaves params, BN state and the optimizer's moments alone
+  but advances the step and every `count` in the optimizer state with it:
+  schedules read that count, so the next update's learning rate is
+  schedule(step), the `lr` the step logs, as when a PyTorch run skips
+  optimizer.step() but still steps its LR scheduler.
+
   Returns (state, metrics: finite, grad_norm, update_norm).
   """
   grad_norm = optax.tree.norm(grads)
   update_norm = optax.tree.norm(updates)
   finite = (jnp.isfinite(loss) & jnp.isfinite(grad_norm)
             & jnp.isfinite(update_norm))
-  kept = jax.tree.map(lambda n, o: jnp.where(finite, n, o), new,
-                      state._replace(step=state.step + 1))
+  skipped = state._replace(step=state.step + 1,
+                           opt_state=_with_counts(state.opt_state,
+                                                  state.step + 1))
+  kept = jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, skipped)
   return kept, {"finite": finite, "grad_norm": grad_norm,
                 "update_norm": update_norm}
+
+
+def _with_counts(opt_state: optax.OptState, count: jax.Array
+                 ) -> optax.OptState:
+  """`opt_state` with every optax `count` (schedules' steps) set to count."""
+  if not optax.tree.get_all_with_path(opt_state, "count"):
+    return opt_state
+  return optax.tree.set(opt_state, count=count)
+
+
+def apply_if_finite(optimizer: optax.GradientTransformation,
+                    state: models.TrainState, net_state, loss, grads):
+  """One optimizer step from `state` (new BN state `net_state`), dropped by
+  keep_if_finite when anything is non-finite. Returns (state, metrics)."""
+  updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+  new = models.TrainState(state.step + 1,
+                          optax.apply_updates(state.params, updates),
+                          net_state, opt_state)
+  return keep_if_finite(state, new, loss, grads, updates)

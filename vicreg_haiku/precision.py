@@ -7,6 +7,25 @@ import jmp
 from vicreg_haiku import networks
 
 PRECISIONS = ("float32", "bfloat16")
+# The pretraining step (ResNet-18, ImageNet stem, 2048-wide expander, batch
+# 64, 96 px) on 2 CPU cores, images/s, back to back on 2026-12-02
+# (`python benchmarks/train_step.py --precision P`, BENCHMARKS.md): XLA:CPU
+# upcasts bfloat16 convolutions, so bfloat16 is slower there.
+CPU_IMAGES_PER_SECOND = {"float32": 37.6, "bfloat16": 17.1}
+
+
+def slow_precision_warning(name: str, platform: str) -> str | None:
+  """The warning for a compute dtype that is slower than float32 on this
+  backend (bfloat16 on a CPU), else None. Only a warning: such a run works
+  and gives bfloat16's numbers, just slowly."""
+  if name != "bfloat16" or platform != "cpu":
+    return None
+  f32, bf16 = (CPU_IMAGES_PER_SECOND[k] for k in ("float32", "bfloat16"))
+  return (f"precision=bfloat16 on a CPU: XLA:CPU upcasts the convolutions, "
+          f"so the step runs {f32 / bf16:.1f}x slower than in float32 "
+          f"({bf16:g} against {f32:g} images/s for the ResNet-18 step, batch "
+          "64, 96 px, 2 cores); --config.precision=float32 is faster here, "
+          "bfloat16 pays on TPUs and GPUs")
 
 
 def set_compute_dtype(name: str) -> jmp.Policy:

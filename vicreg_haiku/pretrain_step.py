@@ -42,14 +42,14 @@ def init_state(config: ml_collections.ConfigDict, model, optimizer
   size = config.dataset.image_size
   dummy = jnp.zeros((2, size, size, 3), jnp.float32)
 
-  def init():
-    params, net_state = model.init(models.init_key(config.seed, 0), dummy,
-                                   dummy)
+  def init(key):
+    params, net_state = model.init(key, dummy, dummy)
     return models.TrainState(step=jnp.zeros([], jnp.int32), params=params,
                              net_state=net_state,
                              opt_state=optimizer.init(params))
 
-  return jax.jit(init)()
+  # The key is an argument, not a constant: every seed runs one program.
+  return jax.jit(init)(models.init_key(config.seed, 0))
 
 
 def embedding_stats(z: jax.Array, collapse_std: float
@@ -89,11 +89,10 @@ def make_step(config: ml_collections.ConfigDict, model,
     (loss, (net_state, metrics)), grads = jax.value_and_grad(
         loss_fn, has_aux=True)(state.params, state.net_state,
                                *two_views(config, batch))
-    updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
-    new = models.TrainState(state.step + 1,
-                            optax.apply_updates(state.params, updates),
-                            net_state, opt_state)
-    new, guard = optimizers.keep_if_finite(state, new, loss, grads, updates)
+    new, guard = optimizers.apply_if_finite(optimizer, state, net_state, loss,
+                                            grads)
+    # The lr this step applies: the schedule's count is the step, skipped
+    # steps included (optimizers.keep_if_finite).
     metrics = dict(metrics, **guard, loss=loss, lr=schedule_lr(state.step))
     return new, metrics
 

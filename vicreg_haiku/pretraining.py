@@ -9,16 +9,20 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from vicreg_haiku import augmentations
 from vicreg_haiku import datasets
 from vicreg_haiku import evaluation
 from vicreg_haiku import loop
 from vicreg_haiku import models
 from vicreg_haiku import parallel
+from vicreg_haiku import plots
 from vicreg_haiku import pretrain_step
+from vicreg_haiku import results
 from vicreg_haiku import writers
 
 PHASE = "pretrain"
+VIEWS_PNG = "views.png"
+# Points a run gets when a cadence is None (curves.png shows them).
+LOG_POINTS, RANKME_POINTS, KNN_POINTS = 100, 20, 10
 
 
 def total_steps(config: ml_collections.ConfigDict) -> int:
@@ -68,12 +72,23 @@ def run(config: ml_collections.ConfigDict, workdir: str, mesh,
   step_fn = pretrain_step.jit_step(config, model, optimizer, schedule, mesh)
   monitor = evaluation.Monitor(config, mesh)
 
-  knn = monitor.has_labels
+  steps = total_steps(config)
+  log_every = loop.cadence(p.log_every_steps, steps, LOG_POINTS)
+  rankme_every = loop.cadence(p.rankme_every_steps, steps, RANKME_POINTS)
+  # Unlabelled data (a folder of photos) has no kNN monitor.
+  knn_every = (loop.cadence(p.knn_every_steps, steps, KNN_POINTS)
+               if monitor.has_labels else None)
+
+  knn_at = {}  # step -> kNN accuracies; the last step's is the result
 
   def on_log(step, state):
-    scalars = monitor.rankme(state.params, state.net_state)
-    if knn and p.knn_every_steps and step % p.knn_every_steps == 0:
-      scalars["knn_top1"] = monitor.knn_top1(state.params, state.net_state)
+    scalars = {}
+    if step % rankme_every == 0 or step == steps:
+      scalars.update(monitor.rankme(state.params, state.net_state))
+    if knn_every is not None and (
+        (knn_every and step % knn_every == 0) or step == steps):
+      knn_at[step] = monitor.knn(state.params, state.net_state)
+      scalars["knn_top1"] = knn_at[step]["top1"]
     return scalars
 
   def watch_collapse(step, scalars):
@@ -84,9 +99,8 @@ def run(config: ml_collections.ConfigDict, workdir: str, mesh,
       writers.console(f"WARNING: {message}")
 
   loop_config = loop.LoopConfig(
-      phase=PHASE, phase_dir=phase_dir, total_steps=total_steps(config),
-      examples_per_step=p.batch_size,
-      log_every_steps=p.log_every_steps,
+      phase=PHASE, phase_dir=phase_dir, total_steps=steps,
+      examples_per_step=p.batch_size, log_every_steps=log_every,
       checkpoint_every_steps=p.checkpoint_every_steps,
       checkpoint_every_seconds=p.checkpoint_every_seconds,
       skip_nonfinite=p.skip_nonfinite)
@@ -96,10 +110,11 @@ def run(config: ml_collections.ConfigDict, workdir: str, mesh,
     initial = _start_from(initial, imported, optimizer)
   state = loop.run(loop_config, initial, step_fn, batches, mesh, on_log,
                    watch_collapse)
-  if not knn:  # unlabelled data: nothing to classify
-    return {PHASE: {"steps": int(state.step)}}
-  top1 = monitor.knn_top1(state.params, state.net_state)
-  return {"pretrain_knn": {"top1": top1, "steps": int(state.step)}}
+  step = int(state.step)
+  if knn_every is None:  # unlabelled data: nothing to classify
+    return {PHASE: {"steps": step}}
+  knn = knn_at.get(step) or monitor.knn(state.params, state.net_state)
+  return {"pretrain_knn": dict(knn, steps=step)}
 
 
 def _pretrain_stream(config, phase_dir: str, start_step: int):
@@ -120,8 +135,7 @@ def _write_view_grid(config, phase_dir: str, batch, pairs: int = 8) -> None:
   first = jax.tree.map(lambda x: x[:pairs], batch)
   views = jax.jit(functools.partial(pretrain_step.two_views, config))
   view_a, view_b = views(first)
-  grid = augmentations.view_grid(view_a, view_b, recipe.mean, recipe.std)
-  augmentations.write_png(os.path.join(phase_dir, "views.png"), grid)
-  writer = writers.MetricsWriter(phase_dir)
-  writer.write_image(0, "augmented_views", np.asarray(grid))
-  writer.close()
+  image = plots.views(np.asarray(view_a), np.asarray(view_b), recipe.mean,
+                      recipe.std)
+  results.write_picture(os.path.join(phase_dir, VIEWS_PNG), phase_dir,
+                        "augmented_views", image)

@@ -1,18 +1,35 @@
-"""results.json, results.md and the pretraining curves of a workdir."""
+"""results.json, results.md and the pictures of a workdir.
 
+The table groups each probe with its reference lines (the same probe of a
+random-init encoder and of the raw pixels) and ends in one line saying what
+the numbers show. The figures (plots.py) are written as PNGs in the workdir
+and as images in TensorBoard.
+"""
+
+import io
 import json
+import math
 import os
+import re
 from typing import Mapping
 
 import numpy as np
 import tensorflow as tf
 
+from vicreg_haiku import plots
+from vicreg_haiku import probing
 from vicreg_haiku import writers
 
 RESULTS_JSON = "results.json"
 RESULTS_MD = "results.md"
 CURVES_PNG = "curves.png"
-_CURVES = ("loss", "invariance", "variance", "covariance")
+LABEL_EFFICIENCY_PNG = "label_efficiency.png"
+EMBEDDING_PNG = "embedding.png"
+_PROBE_COLUMNS = {"vicreg": "VICReg", "random_init": "random init",
+                  "raw_pixels": "raw pixels"}
+_END_TO_END = {"finetune": "fine-tune (VICReg init)",
+               "supervised": "from scratch"}
+_BUDGET = re.compile(rf"^{probing.ENCODERS['vicreg']}_(\d+)_per_class$")
 
 
 def read(workdir: str) -> dict[str, dict]:
@@ -23,13 +40,108 @@ def read(workdir: str) -> dict[str, dict]:
     return json.load(f)
 
 
+def _budgets(results: Mapping[str, Mapping]) -> list[int | None]:
+  """The probes' labels per class in results: None (all), then ascending."""
+  found = sorted(int(m.group(1)) for m in map(_BUDGET.match, results) if m)
+  return ([None] if probing.ENCODERS["vicreg"] in results else []) + found
+
+
+def _cell(entry: Mapping | None) -> str:
+  if entry is None or "top1" not in entry:
+    return ""
+  if "top5" in entry:
+    return f"{entry['top1']:.4f} (top-5 {entry['top5']:.4f})"
+  return f"{entry['top1']:.4f}"
+
+
+def _budget_name(per_class: int | None) -> str:
+  return "all labels" if per_class is None else f"{per_class} per class"
+
+
+def _pretrain_rows(results: Mapping[str, Mapping]) -> list[str]:
+  """Pretraining on unlabelled data: its length, as there is no kNN."""
+  if "pretrain" not in results:
+    return []
+  return ["| pretraining (unlabelled data: no kNN monitor) | steps |",
+          "|---|---|", f"| done | {results['pretrain'].get('steps', '')} |"]
+
+
+def _probe_rows(results: Mapping[str, Mapping]) -> list[str]:
+  rows = []
+  for per_class in _budgets(results):
+    names = {e: probing.result_name(e, per_class) for e in _PROBE_COLUMNS}
+    labels = results[names["vicreg"]].get("labels", "")
+    rows.append(f"| {_budget_name(per_class)} | {labels} | " + " | ".join(
+        _cell(results.get(n)) for n in names.values()) + " |")
+  if "pretrain_knn" in results:
+    knn = results["pretrain_knn"]
+    rows.append(f"| kNN monitor after {knn.get('steps', '?')} steps | | "
+                f"{_cell(knn)} | | |")
+  if not rows:
+    return []
+  return (["| linear probe, frozen encoder | labels | "
+           + " | ".join(_PROBE_COLUMNS.values()) + " |",
+           "|---|---|---|---|---|"] + rows)
+
+
+def _end_to_end_rows(results: Mapping[str, Mapping]) -> list[str]:
+  present = [p for p in _END_TO_END if p in results]
+  if not present:
+    return []
+  first = results[present[0]]
+  return ["| trained end to end | labels | "
+          + " | ".join(_END_TO_END.values()) + " |", "|---|---|---|---|",
+          f"| all labels, {first.get('steps', '?')} steps | "
+          f"{first.get('labels', '')} | "
+          + " | ".join(_cell(results.get(p)) for p in _END_TO_END) + " |"]
+
+
+def _other_rows(results: Mapping[str, Mapping]) -> list[str]:
+  """Entries neither table knows (another protocol's), as name | top-1."""
+  known = {"pretrain", "pretrain_knn", *_END_TO_END}
+  for per_class in _budgets(results):
+    known.update(probing.result_name(e, per_class) for e in _PROBE_COLUMNS)
+  rows = [f"| {name} | {_cell(entry)} |" for name, entry in results.items()
+          if name not in known]
+  return ["| other | top-1 |", "|---|---|"] + rows if rows else []
+
+
+def _points(a: Mapping, b: Mapping) -> float:
+  return 100 * (a["top1"] - b["top1"])
+
+
+def summary(results: Mapping[str, Mapping]) -> str | None:
+  """One line: what the probes and the end-to-end runs show, in points of
+  top-1, at the budget nearest 10 labels per class."""
+  budgets = _budgets(results)
+  parts = []
+  if budgets:
+    per_class = min(budgets, key=lambda n: abs(math.log((n or 1e9) / 10)))
+    vicreg, random_init, raw = (
+        results.get(probing.result_name(e, per_class)) for e in _PROBE_COLUMNS)
+    where = ("with every label" if per_class is None
+             else f"at {per_class} labels per class")
+    if vicreg and raw and random_init:
+      parts.append(f"VICReg probe {_points(vicreg, raw):+.1f} points of top-1 "
+                   f"against raw pixels and {_points(vicreg, random_init):+.1f} "
+                   f"against a random-init encoder {where} "
+                   f"({vicreg['top1']:.3f}, {raw['top1']:.3f}, "
+                   f"{random_init['top1']:.3f})")
+  if all(p in results for p in _END_TO_END):
+    finetune, scratch = results["finetune"], results["supervised"]
+    parts.append(f"fine-tune {_points(finetune, scratch):+.1f} against the "
+                 f"same network from scratch ({finetune['top1']:.3f}, "
+                 f"{scratch['top1']:.3f})")
+  return "; ".join(parts) + "." if parts else None
+
+
 def table(results: Mapping[str, Mapping]) -> str:
-  lines = ["| phase / probe | top-1 | labels / steps |", "|---|---|---|"]
-  for name, entry in results.items():
-    extra = entry.get("labels", entry.get("steps", ""))
-    top1 = f"{entry['top1']:.4f}" if "top1" in entry else ""
-    lines.append(f"| {name} | {top1} | {extra} |")
-  return "\n".join(lines) + "\n"
+  """results.md: the probe table, the end-to-end table, the summary line."""
+  blocks = [_pretrain_rows(results), _probe_rows(results),
+            _end_to_end_rows(results), _other_rows(results)]
+  text = "\n\n".join("\n".join(b) for b in blocks if b)
+  line = summary(results)
+  return text + (f"\n\n{line}" if line else "") + "\n"
 
 
 def update(workdir: str, entries: Mapping[str, Mapping]) -> dict[str, dict]:
@@ -37,28 +149,66 @@ def update(workdir: str, entries: Mapping[str, Mapping]) -> dict[str, dict]:
   results = read(workdir)
   results.update(entries)
   writers.write_atomically(os.path.join(workdir, RESULTS_JSON),
-                    json.dumps(results, indent=2) + "\n")
+                           json.dumps(results, indent=2) + "\n")
   writers.write_atomically(os.path.join(workdir, RESULTS_MD), table(results))
   return results
 
 
-def plot_curves(workdir: str, phase: str = "pretrain") -> str | None:
-  """curves.png: the pretraining loss and its three terms against steps."""
-  records = writers.read_metrics(os.path.join(workdir, phase))
-  if not records:
-    return None
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use("Agg")
-  from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
-  steps = np.array([r["step"] for r in records])
-  figure, axes = plt.subplots(1, len(_CURVES), figsize=(4 * len(_CURVES), 3))
-  for axis, name in zip(axes, _CURVES):
-    axis.plot(steps, [r[name] for r in records])
-    axis.set_title(name)
-    axis.set_xlabel("step")
-  figure.tight_layout()
-  path = os.path.join(workdir, CURVES_PNG)
+def write_picture(path: str, phase_dir: str, name: str,
+                  image: np.ndarray) -> None:
+  """`image` (uint8 [H, W, 3]) as the PNG `path` and as the TensorBoard
+  image `name` of `phase_dir`."""
+  directory = os.path.dirname(path)
+  if directory:
+    tf.io.gfile.makedirs(directory)
   with tf.io.gfile.GFile(path, "wb") as f:
-    figure.savefig(f, format="png", dpi=80)
-  plt.close(figure)
-  return path
+    f.write(tf.io.encode_png(image).numpy())
+  writer = writers.MetricsWriter(phase_dir)
+  writer.write_image(0, name, image)
+  writer.close()
+
+
+def _label_efficiency(results: Mapping[str, Mapping],
+                      num_classes: int | None):
+  budgets = [n for n in _budgets(results) if n is not None]
+  every = results.get(probing.ENCODERS["vicreg"])
+  if not budgets or every is None or num_classes is None:
+    return None
+  all_at = every["labels"] / num_classes
+  lines = {}
+  for encoder, label in _PROBE_COLUMNS.items():
+    values = {(n or all_at): results[probing.result_name(encoder, n)]["top1"]
+              for n in [None] + budgets
+              if probing.result_name(encoder, n) in results}
+    lines[f"{label} probe"] = values
+  points = {label: (all_at, results[p]["top1"])
+            for p, label in _END_TO_END.items() if p in results}
+  return plots.label_efficiency(lines, points, all_at, budgets)
+
+
+def write_figures(workdir: str, num_classes: int | None) -> list[str]:
+  """curves.png, label_efficiency.png and embedding.png from what the
+  workdir holds (each also in TensorBoard); returns the paths written.
+  num_classes None: unlabelled data, no probes to picture."""
+  written = []
+
+  def write(name, phase, image):
+    if image is not None:
+      path = os.path.join(workdir, name)
+      write_picture(path, os.path.join(workdir, phase),
+                    name.removesuffix(".png"), image)
+      written.append(path)
+
+  records = writers.read_metrics(os.path.join(workdir, "pretrain"))
+  write(CURVES_PNG, "pretrain", plots.curves(records) if records else None)
+  results = read(workdir)
+  write(LABEL_EFFICIENCY_PNG, probing.PHASE,
+        _label_efficiency(results, num_classes))
+  path = os.path.join(workdir, probing.PHASE, probing.EMBEDDING_FILE)
+  if tf.io.gfile.exists(path):
+    with tf.io.gfile.GFile(path, "rb") as f:
+      data = dict(np.load(io.BytesIO(f.read())))
+    labels = data.pop("labels")
+    features = {_PROBE_COLUMNS[k]: v for k, v in data.items()}
+    write(EMBEDDING_PNG, probing.PHASE, plots.embedding(features, labels))
+  return written

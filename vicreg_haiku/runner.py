@@ -10,6 +10,7 @@ import os
 import jax
 import ml_collections
 import tensorflow as tf
+from absl import logging
 
 from vicreg_haiku import classifier
 from vicreg_haiku import config_checks
@@ -133,10 +134,19 @@ def _run_phase(phase: str, config, workdir: str, mesh,
   return classifier.run(config, workdir, phase, mesh, imported)
 
 
+def _warn_if_slow(compute_dtype: str) -> None:
+  message = precision.slow_precision_warning(compute_dtype,
+                                             jax.default_backend())
+  if message is not None and parallel.is_chief():
+    logging.warning("%s", message)
+    writers.console(f"WARNING: {message}")
+
+
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, dict]:
   """Runs config.mode's phases in `workdir`; returns results.json's content."""
   parallel.maybe_initialize_distributed(config.distributed)
   config_checks.validate(config, jax.device_count())
+  _warn_if_slow(config.precision)
   phases = PHASES if config.mode == "all" else (config.mode,)
   # Missing, unprepared or unlabelled data fails here, before anything is
   # written.
@@ -155,7 +165,9 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, dict]:
     if parallel.is_chief():
       finished = results.update(workdir, entries)
   if parallel.is_chief():
-    results.plot_curves(workdir)
+    labelled = datasets.labels_missing(config) is None
+    results.write_figures(workdir,
+                          datasets.num_classes(config) if labelled else None)
     writers.console(results.table(finished))
     writers.console(f"results: {os.path.join(workdir, results.RESULTS_MD)}; "
                     f"TensorBoard: tensorboard --logdir={workdir}")

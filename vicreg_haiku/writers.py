@@ -115,26 +115,33 @@ def duration(seconds: float) -> str:
 
 
 class Progress:
-  """A console line per report: step, done %, chosen metrics, speed, ETA."""
+  """A console line per report, at most every `seconds` (and always the
+  first and the last): step, done %, chosen metrics, speed, ETA."""
 
   def __init__(self, phase: str, total_steps: int, first_step: int,
-               examples_per_step: int):
+               examples_per_step: int, seconds: float = 10.0):
     self._phase = phase
     self._total = total_steps
     self._examples_per_step = examples_per_step
+    self._seconds = seconds
     self._last_step = first_step
     self._last_time = time.perf_counter()
+    self._last_line = None
 
   def report(self, step: int, scalars: Mapping[str, float]) -> float:
-    """Logs the line; returns examples/s since the previous report."""
+    """Maybe prints the line; returns examples/s since the previous report."""
     now = time.perf_counter()
     steps = max(step - self._last_step, 1)
     seconds_per_step = (now - self._last_time) / steps
     self._last_step, self._last_time = step, now
     rate = self._examples_per_step / max(seconds_per_step, 1e-9)
-    eta = duration(seconds_per_step * (self._total - step))
-    shown = "  ".join(f"{k} {float(v):.4g}" for k, v in scalars.items())
-    console(f"{self._phase} {step}/{self._total} "
-            f"({100 * step // max(self._total, 1)}%)  {shown}  "
-            f"{rate:.0f} img/s  ETA {eta}")
+    due = (self._last_line is None or step >= self._total
+           or now - self._last_line >= self._seconds)
+    if due:
+      self._last_line = now
+      eta = duration(seconds_per_step * (self._total - step))
+      shown = "  ".join(f"{k} {float(v):.4g}" for k, v in scalars.items())
+      console(f"{self._phase} {step}/{self._total} "
+              f"({100 * step // max(self._total, 1)}%)  {shown}  "
+              f"{rate:.0f} img/s  ETA {eta}")
     return rate

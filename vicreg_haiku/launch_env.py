@@ -1,0 +1,93 @@
+"""The process environment a run starts in, set before TF and JAX load.
+
+prepare() imports TensorFlow without its C++ start-up lines, sets the
+project's XLA flags and turns on JAX's persistent compilation cache, so a
+rerun (or the next phase compiling the same program) loads programs instead
+of recompiling them. Importing this module imports neither TF nor JAX.
+"""
+
+import os
+import re
+import sys
+import tempfile
+
+from vicreg_haiku import xla_flags
+
+# TF's C++ INFO lines after start-up ("Compiled cluster using XLA!" ...):
+# 1 drops INFO only, warnings and errors still print.
+_TF_LOG_LEVEL = "1"
+# What TF 2.21's libraries print while they load, before absl's C++ logging
+# is initialised (so TF_CPP_MIN_LOG_LEVEL does not reach them): absl's
+# notice, then INFO lines such as oneDNN's "custom operations are on" and
+# cpu_feature_guard's instruction sets. Warnings and errors are kept.
+_STARTUP_NOTICE = "WARNING: All log messages before absl::InitializeLog()"
+_INFO_LINE = re.compile(r"^I\d{4} \S+\s+\d+ [\w.-]+:\d+\] ")
+# The second line of cpu_feature_guard's INFO message.
+_CPU_FEATURES = "To enable the following instructions:"
+# Bounded, so that JAX evicts least recently used programs and serialises
+# access with a file lock (concurrent runs share the directory safely).
+CACHE_MAX_BYTES = 2 << 30
+# Programs that compile faster than this are not worth a file.
+_CACHE_MIN_COMPILE_SECONDS = 0.2
+
+
+def default_cache_dir() -> str:
+  """$JAX_COMPILATION_CACHE_DIR, else $XDG_CACHE_HOME/vicreg_haiku/jax
+  (~/.cache/vicreg_haiku/jax when that is unset too)."""
+  if "JAX_COMPILATION_CACHE_DIR" in os.environ:
+    return os.environ["JAX_COMPILATION_CACHE_DIR"]
+  root = os.environ.get("XDG_CACHE_HOME") or os.path.join(
+      os.path.expanduser("~"), ".cache")
+  return os.path.join(root, "vicreg_haiku", "jax")
+
+
+def is_startup_info(line: str) -> bool:
+  """True for the INFO lines (and their notice) TF prints while loading."""
+  return (line.startswith((_STARTUP_NOTICE, _CPU_FEATURES))
+          or bool(_INFO_LINE.match(line)))
+
+
+def import_tensorflow_quietly() -> None:
+  """Imports TensorFlow with its start-up INFO lines dropped.
+
+  They are written to file descriptor 2 by C++ code, so stderr is pointed
+  at a temporary file for the import; what else was written there (warnings,
+  errors) is then printed. Logging only: numerics are unchanged (oneDNN
+  stays on; TF_ENABLE_ONEDNN_OPTS is left alone).
+  """
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", _TF_LOG_LEVEL)
+  if "tensorflow" in sys.modules:
+    return
+  sys.stderr.flush()
+  saved = os.dup(2)
+  with tempfile.TemporaryFile() as capture:
+    os.dup2(capture.fileno(), 2)
+    try:
+      import tensorflow  # pylint: disable=g-import-not-at-top,unused-import
+    finally:
+      os.dup2(saved, 2)
+      os.close(saved)
+      capture.seek(0)
+      text = capture.read().decode(errors="replace")
+      sys.stderr.write("".join(line for line in text.splitlines(True)
+                               if not is_startup_info(line)))
+      sys.stderr.flush()
+
+
+def enable_compilation_cache(cache_dir: str) -> None:
+  """JAX's persistent compilation cache in `cache_dir` ("" leaves it off)."""
+  if not cache_dir:
+    return
+  import jax  # pylint: disable=g-import-not-at-top
+  jax.config.update("jax_compilation_cache_dir", cache_dir)
+  jax.config.update("jax_compilation_cache_max_size", CACHE_MAX_BYTES)
+  jax.config.update("jax_persistent_cache_min_compile_time_secs",
+                    _CACHE_MIN_COMPILE_SECONDS)
+
+
+def prepare(cache_dir: str | None = None) -> None:
+  """Everything above, in order; cache_dir None: default_cache_dir()."""
+  import_tensorflow_quietly()
+  xla_flags.set_defaults()  # before JAX starts its backend
+  enable_compilation_cache(default_cache_dir() if cache_dir is None
+                           else cache_dir)
