@@ -64,7 +64,6 @@ def get_config():
 
   c.linear_probe.epochs = 100
   c.linear_probe.batch_size = 256
-  c.linear_probe.labels_per_class = 0
 
   # The official semi-supervised recipe (10% of the labels: 20 epochs,
   # backbone lr 0.01, head lr 0.1, no weight decay), here on all labels.

@@ -56,7 +56,6 @@ def get_config():
   views.blur_prob = (0.5, 0.5)
   views.solarize_prob = (0.1, 0.1)
 
-  c.linear_probe.labels_per_class = 0
   for phase in (c.finetune, c.supervised):
     phase.epochs = 100
     phase.batch_size = 256

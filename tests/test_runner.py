@@ -18,6 +18,7 @@ from vicreg_haiku import models
 from vicreg_haiku import pretrain_step
 from vicreg_haiku import pretrained
 from vicreg_haiku import runner
+from vicreg_haiku import sources
 
 
 def tiny(config, **pretrain):
@@ -196,7 +197,6 @@ def test_every_phase_on_fake_stl10(fake_stl10_dir, tmp_path):
 
 def test_missing_data_stops_before_the_workdir_is_written(tmp_path,
                                                           monkeypatch):
-  from vicreg_haiku import sources  # pylint: disable=g-import-not-at-top
   monkeypatch.setattr(sources, "_reachable", lambda *args, **kwargs: False)
   config = tiny(load_config("stl10"))
   config.dataset.data_dir = str(tmp_path / "empty_tfds")
@@ -209,7 +209,7 @@ def test_bfloat16_on_a_cpu_warns_once_and_runs_on(tmp_path, monkeypatch,
                                                   capsys, caplog):
   """A warning with the numbers (console and absl), not a refusal: the run
   goes on (here to the missing-data error that follows the checks)."""
-  monkeypatch.setattr(datasets, "_reachable", lambda *args, **kwargs: False)
+  monkeypatch.setattr(sources, "_reachable", lambda *args, **kwargs: False)
   config = tiny(load_config("stl10"))
   config.dataset.data_dir = str(tmp_path / "empty_tfds")
   config.precision = "bfloat16"
@@ -243,7 +243,7 @@ def test_finetune_and_supervised_lower_to_one_program():
     optimizer_for = functools.partial(classifier.make_optimizer, config, phase)
     rates = classifier.rates(config, phase)
     state = jax.eval_shape(lambda: classifier.init_state(  # pylint: disable=cell-var-from-loop
-        config, "supervised", model, optimizer_for(rates), workdir=None))
+        config, "supervised", model, optimizer_for(rates), None))
     step = jax.jit(classifier.make_step(model, optimizer_for))
     texts.append(step.lower(state, batch, rates).as_text())
   assert classifier.rates(config, "finetune") != classifier.rates(

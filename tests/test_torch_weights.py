@@ -515,7 +515,8 @@ def test_a_finetune_starts_from_the_imported_encoder(pretrained_from_file,
   encoder = pretrained.pretrained_encoder(config, str(tmp_path), imported)
   assert encoder.source == start_file
   model = models.classifier_model(config, num_classes=10)
-  optimizer = classifier.make_optimizer(config, "finetune")
+  optimizer = classifier.make_optimizer(
+      config, "finetune", classifier.rates(config, "finetune"))
   state = classifier.init_state(config, "finetune", model, optimizer, encoder)
   assert set(models.encoder_part(state.params)) == set(encoder.params)
   jax.tree.map(np.testing.assert_array_equal,

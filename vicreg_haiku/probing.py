@@ -92,10 +92,10 @@ def _write_embedding(config, workdir: str, features: dict[str, np.ndarray],
 
 
 def _features_protocol(config, workdir: str, mesh,
-                       encoder: models.Weights) -> dict[str, dict]:
+                       weights: models.Weights) -> dict[str, dict]:
   features = evaluation.encoder_features(config)
   flatten = jax.jit(lambda images: images.reshape(images.shape[0], -1))
-  apply_fns = {"vicreg": features(encoder.params, encoder.net_state),
+  apply_fns = {"vicreg": features(weights.params, weights.net_state),
                "random_init": features(*_random_init_encoder(config, mesh)),
                "raw_pixels": flatten}
   splits = (config.dataset.train_split, config.dataset.test_split)
@@ -106,7 +106,7 @@ def _features_protocol(config, workdir: str, mesh,
     results.update(_probes(config, encoder, train, test))
     if encoder != "raw_pixels":
       test_features[encoder] = test[0]
-  results[PHASE]["encoder"] = encoder.source
+  results[PHASE]["encoder"] = weights.source
   _write_embedding(config, workdir, test_features, test[1])
   return results
 
@@ -121,6 +121,6 @@ def run(config: ml_collections.ConfigDict, workdir: str, mesh,
   The encoder: the workdir's pretrained one, else `imported`
   (config.model.init_from).
   """
-  encoder = pretrained.pretrained_encoder(config, workdir, imported)
+  weights = pretrained.pretrained_encoder(config, workdir, imported)
   return _PROTOCOLS[config.linear_probe.protocol](config, workdir, mesh,
-                                                  encoder)
+                                                  weights)
