@@ -4,8 +4,6 @@
 # (TF 2.21 + torchvision 0.29); tests/test_torch_weights.py needs both.
 import torchvision  # pylint: disable=unused-import
 
-import os  # pylint: disable=g-bad-import-order
-
 from vicreg_haiku import launch_env
 from vicreg_haiku import xla_flags
 
@@ -41,8 +39,7 @@ def pytest_configure(config):
   directory (~/.cache/vicreg_haiku/jax; $JAX_COMPILATION_CACHE_DIR wins):
   entries are keyed by the program, the XLA flags and the jax version, and
   the cache is bounded and file-locked, so concurrent sessions and runs
-  share it safely. Subprocesses (launch.py) get it through the variable."""
+  share it safely. Subprocesses (launch.py and the helper scripts) get the
+  same settings through the JAX_* variables it sets."""
   del config
-  cache_dir = launch_env.default_cache_dir()
-  os.environ["JAX_COMPILATION_CACHE_DIR"] = cache_dir
-  launch_env.enable_compilation_cache(cache_dir)
+  launch_env.enable_compilation_cache(launch_env.default_cache_dir())

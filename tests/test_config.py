@@ -146,3 +146,30 @@ def test_launch_refuses_a_bad_value_before_writing(tmp_path):
       "error: config.model.encoder='vit' is not one of "
       "('resnet18', 'resnet50')"]
   assert not workdir.exists()
+
+
+def test_child_processes_share_the_bounded_compilation_cache(tmp_path,
+                                                             monkeypatch):
+  """A child that wrote the cache unbounded would leave entries without
+  access times, and the parent's bounded writes would then all fail."""
+  from vicreg_haiku import launch_env  # pylint: disable=g-import-not-at-top
+  for name in ("JAX_COMPILATION_CACHE_DIR", "JAX_COMPILATION_CACHE_MAX_SIZE",
+               "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"):
+    monkeypatch.delenv(name, raising=False)
+  import jax  # pylint: disable=g-import-not-at-top
+  saved = {name: getattr(jax.config, name) for name in (
+      "jax_compilation_cache_dir", "jax_compilation_cache_max_size",
+      "jax_persistent_cache_min_compile_time_secs")}
+  try:
+    launch_env.enable_compilation_cache(str(tmp_path))
+    child = subprocess.run(
+        [sys.executable, "-c",
+         "import jax; c = jax.config; print(c.jax_compilation_cache_dir, "
+         "c.jax_compilation_cache_max_size, "
+         "c.jax_persistent_cache_min_compile_time_secs)"],
+        capture_output=True, text=True, check=True)
+  finally:
+    for name, value in saved.items():
+      jax.config.update(name, value)
+  assert child.stdout.split() == [str(tmp_path),
+                                  str(launch_env.CACHE_MAX_BYTES), "0.2"]

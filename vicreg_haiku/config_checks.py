@@ -13,7 +13,7 @@ MODES = ("all", "pretrain", "linear_probe", "finetune", "supervised")
 ENCODERS = ("resnet18", "resnet50")
 STEMS = ("imagenet", "cifar")
 # probing._PROTOCOLS holds one function for each.
-PROBE_PROTOCOLS = ("features",)
+PROBE_PROTOCOLS = ("features", "official")
 
 
 class ConfigError(ValueError):
@@ -54,15 +54,19 @@ def _probability(key: str, values) -> None:
       raise ConfigError(f"config.{key}={values!r}: probabilities lie in [0, 1]")
 
 
+def _crop_scale(key: str, value) -> None:
+  low, high = value
+  if not 0 < low <= high <= 1:
+    raise ConfigError(f"config.{key}={value!r} must satisfy "
+                      "0 < low <= high <= 1")
+
+
 def _check_views(name: str, views: ml_collections.ConfigDict) -> None:
   key = f"augmentations.{name}"
   for field in ("flip_prob", "jitter_prob", "grayscale_prob", "blur_prob",
                 "solarize_prob"):
     _probability(f"{key}.{field}", views[field])
-  low, high = views.crop_scale
-  if not 0 < low <= high <= 1:
-    raise ConfigError(f"config.{key}.crop_scale={views.crop_scale!r} must "
-                      "satisfy 0 < low <= high <= 1")
+  _crop_scale(f"{key}.crop_scale", views.crop_scale)
   _choice(f"{key}.interpolation", views.interpolation, ("bilinear", "bicubic"))
   size = views.blur_kernel_size
   if size < 0 or (size and size % 2 == 0):
@@ -72,6 +76,18 @@ def _check_views(name: str, views: ml_collections.ConfigDict) -> None:
         f"config.{key}.blur_kernel_size={size!r} must be a positive odd "
         "number, as torchvision's (or 0: one that holds 3 sigma of the "
         "largest blur_sigma)")
+
+
+def _check_official_probe(probe: ml_collections.ConfigDict) -> None:
+  if probe.labels_per_class:
+    raise ConfigError(
+        f"config.linear_probe.labels_per_class={probe.labels_per_class!r}: "
+        "label budgets are probes of protocol='features'; the official "
+        "protocol trains one head on every label (set it to ())")
+  for field in ("learning_rate", "weight_decay", "momentum"):
+    _positive(f"linear_probe.official.{field}", probe.official[field],
+              zero_ok=True)
+  _crop_scale("linear_probe.official.crop_scale", probe.official.crop_scale)
 
 
 def validate(config: ml_collections.ConfigDict, device_count: int) -> None:
@@ -100,7 +116,11 @@ def validate(config: ml_collections.ConfigDict, device_count: int) -> None:
     section, _, field = key.rpartition(".")
     value = (config[section] if section else config)[field]
     _positive(key, value)
-    if key != "linear_probe.batch_size" and value % device_count:
+    # The features protocol batches host arrays; every other batch is
+    # sharded over the devices.
+    sharded = (key != "linear_probe.batch_size"
+               or config.linear_probe.protocol == "official")
+    if sharded and value % device_count:
       raise ConfigError(
           f"config.{key}={value} does not divide over {device_count} devices;"
           f" use a multiple of {device_count}")
@@ -132,5 +152,7 @@ def validate(config: ml_collections.ConfigDict, device_count: int) -> None:
     raise ConfigError(
         f"config.linear_probe.labels_per_class={budgets!r} must be a tuple of "
         "positive ints, labels per class of each extra probe, e.g. (1, 10)")
+  if config.linear_probe.protocol == "official":
+    _check_official_probe(config.linear_probe)
   for name, views in config.augmentations.items():
     _check_views(name, views)

@@ -168,7 +168,15 @@ def base_config() -> config_dict.ConfigDict:
       # Every probe runs with all labels and with N labels of every class
       # for each N here (a fixed pick per seed), e.g. (1, 5, 10, 50).
       labels_per_class=(),
-      protocol="features",  # frozen features extracted once, head on them
+      # features: frozen features extracted once, head on them (Adam, the
+      # settings above); official: evaluate.py's, the settings below.
+      protocol="features",
+      official=config_dict.ConfigDict(dict(
+          learning_rate=0.02,  # SGD, the official README's linear-eval lr
+          weight_decay=1e-6,  # on the head's weight and bias
+          momentum=0.9,
+          crop_scale=(0.08, 1.0),  # training images' random resized crop
+      )),
   ))
 
   # Fine-tune starts from the pretrained encoder, supervised from random

@@ -75,14 +75,24 @@ def import_tensorflow_quietly() -> None:
 
 
 def enable_compilation_cache(cache_dir: str) -> None:
-  """JAX's persistent compilation cache in `cache_dir` ("" leaves it off)."""
+  """JAX's persistent compilation cache in `cache_dir` ("" leaves it off).
+
+  The settings also go into the environment (JAX reads its options from
+  JAX_* variables), so child processes share the directory on the same
+  terms: an unbounded writer leaves entries without the access-time files
+  the bounded cache's eviction reads, and every later write to the bounded
+  cache then fails with a warning.
+  """
   if not cache_dir:
     return
+  settings = {"jax_compilation_cache_dir": cache_dir,
+              "jax_compilation_cache_max_size": CACHE_MAX_BYTES,
+              "jax_persistent_cache_min_compile_time_secs":
+                  _CACHE_MIN_COMPILE_SECONDS}
   import jax  # pylint: disable=g-import-not-at-top
-  jax.config.update("jax_compilation_cache_dir", cache_dir)
-  jax.config.update("jax_compilation_cache_max_size", CACHE_MAX_BYTES)
-  jax.config.update("jax_persistent_cache_min_compile_time_secs",
-                    _CACHE_MIN_COMPILE_SECONDS)
+  for name, value in settings.items():
+    os.environ[name.upper()] = str(value)
+    jax.config.update(name, value)
 
 
 def prepare(cache_dir: str | None = None) -> None:

@@ -7,7 +7,9 @@ fixed pick per seed, the same examples for the three).
 
 config.linear_probe.protocol picks how: "features" (features extracted once,
 BatchNorm in inference mode, the head trained on them; fast, and what small
-sets use). A protocol is a function (config, workdir, mesh, encoder) ->
+sets use) or "official" (official_probe.py: the official evaluate.py, the
+VICReg encoder alone, SGD on augmented images for 100 epochs, as papers
+report ImageNet linear top-1). A protocol is a function (config, workdir, mesh, encoder) ->
 results entries, registered in _PROTOCOLS under its name (config_checks lists the
 names a config may give); protocols share the result names below.
 """
@@ -23,6 +25,7 @@ import tensorflow as tf
 from vicreg_haiku import datasets
 from vicreg_haiku import evaluation
 from vicreg_haiku import models
+from vicreg_haiku import official_probe
 from vicreg_haiku import parallel
 from vicreg_haiku import pretrain_step
 from vicreg_haiku import pretrained
@@ -111,7 +114,8 @@ def _features_protocol(config, workdir: str, mesh,
   return results
 
 
-_PROTOCOLS = {"features": _features_protocol}
+_PROTOCOLS = {"features": _features_protocol,
+              "official": official_probe.run}
 
 
 def run(config: ml_collections.ConfigDict, workdir: str, mesh,

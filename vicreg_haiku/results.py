@@ -49,9 +49,12 @@ def _budgets(results: Mapping[str, Mapping]) -> list[int | None]:
 def _cell(entry: Mapping | None) -> str:
   if entry is None or "top1" not in entry:
     return ""
+  text = f"{entry['top1']:.4f}"
   if "top5" in entry:
-    return f"{entry['top1']:.4f} (top-5 {entry['top5']:.4f})"
-  return f"{entry['top1']:.4f}"
+    text += f" (top-5 {entry['top5']:.4f})"
+  if "best_top1" in entry:  # the official protocol's best epoch
+    text += f", best epoch {entry['best_top1']:.4f}"
+  return text
 
 
 def _budget_name(per_class: int | None) -> str:
@@ -79,7 +82,10 @@ def _probe_rows(results: Mapping[str, Mapping]) -> list[str]:
                 f"{_cell(knn)} | | |")
   if not rows:
     return []
-  return (["| linear probe, frozen encoder | labels | "
+  protocol = results.get(probing.PHASE, {}).get("protocol")
+  title = "linear probe, frozen encoder" + (
+      f" ({protocol} protocol)" if protocol else "")
+  return ([f"| {title} | labels | "
            + " | ".join(_PROBE_COLUMNS.values()) + " |",
            "|---|---|---|---|---|"] + rows)
 
