@@ -249,3 +249,50 @@ def test_finetune_and_supervised_lower_to_one_program():
   assert classifier.rates(config, "finetune") != classifier.rates(
       config, "supervised")
   assert texts[0] == texts[1]
+
+
+def test_a_probe_transfers_another_workdirs_encoder(digits_run,
+                                                    fake_stl10_dir, tmp_path):
+  """linear_probe.encoder_workdir: the digits encoder (width 4) probed on
+  the fake STL10 from a config of another width; the probe's features are
+  that encoder's (pretrained.load_encoder) on STL10's test images."""
+  _, digits_workdir, _ = digits_run
+  config = tiny(load_config("stl10"))
+  config.dataset.data_dir = fake_stl10_dir
+  config.model.width = 8
+  config.update(mode="linear_probe")
+  config.linear_probe.update(encoder_workdir=digits_workdir,
+                             labels_per_class=())
+  workdir = str(tmp_path / "transfer")
+  results = runner.run(config, workdir)
+  assert results["linear_probe"]["encoder"] == (
+      f"{digits_workdir}/pretrain step 4")
+  with open(os.path.join(workdir, "config.json")) as f:
+    written = json.load(f)
+  assert (written["model"]["width"], written["dataset"]["name"]) == (4,
+                                                                    "stl10")
+  encoder = pretrained.load_encoder(digits_workdir)
+  images = np.concatenate([b["image"][b["mask"]] for b in datasets.eval_batches(
+      config, config.dataset.test_split, batch_size=256)])
+  with np.load(os.path.join(workdir, "linear_probe", "embedding.npz")) as f:
+    np.testing.assert_allclose(f["vicreg"], encoder(images), rtol=1e-5,
+                               atol=1e-6)
+
+
+@pytest.mark.parametrize("change, words", [
+    (dict(mode="all"), "use it with --config.mode=linear_probe"),
+    (dict(workdir="source"), "holds its own pretraining"),
+    (dict(init_from="/elsewhere.pth"), "name two encoders: set one"),
+])
+def test_a_transfer_that_would_be_ignored_is_refused(digits_run, tmp_path,
+                                                     change, words):
+  _, digits_workdir, _ = digits_run
+  config = tiny(load_config("digits"))
+  config.update(mode=change.get("mode", "linear_probe"))
+  config.model.init_from = change.get("init_from")
+  config.linear_probe.encoder_workdir = digits_workdir
+  workdir = (digits_workdir if "workdir" in change
+             else str(tmp_path / "transfer"))
+  with pytest.raises(config_checks.ConfigError, match=words):
+    runner.run(config, workdir)
+  assert not (tmp_path / "transfer").exists()

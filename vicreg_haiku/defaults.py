@@ -168,6 +168,9 @@ def base_config() -> config_dict.ConfigDict:
       # Every probe runs with all labels and with N labels of every class
       # for each N here (a fixed pick per seed), e.g. (1, 5, 10, 50).
       labels_per_class=(),
+      # Transfer: probe the encoder pretrained in this other workdir (its
+      # network, this config's data); with mode=linear_probe, a new workdir.
+      encoder_workdir="",
       # features: frozen features extracted once, head on them (Adam, the
       # settings above); official: evaluate.py's, the settings below.
       protocol="features",

@@ -19,6 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 from vicreg_haiku import checkpointing
+from vicreg_haiku import config_checks
 from vicreg_haiku import evaluation
 from vicreg_haiku import models
 from vicreg_haiku import parallel
@@ -127,6 +128,42 @@ def _network(config: ml_collections.ConfigDict) -> dict:
   values = {key: config.model[key] for key in _SHAPE_KEYS}
   return {key: tuple(value) if isinstance(value, (list, tuple)) else value
           for key, value in values.items()}
+
+
+def adopt_encoder_workdir(config: ml_collections.ConfigDict,
+                          workdir: str) -> None:
+  """config.linear_probe.encoder_workdir=DIR (transfer): the probe's encoder
+  is DIR's newest pretraining, with DIR's network, on this config's data.
+
+  Sets config.model's shape keys from DIR's config.json and
+  config.model.init_from to DIR, so config.json records the network probed
+  and results.json where it came from. Refuses, before anything is written,
+  a DIR that is no workdir and combinations that would ignore it.
+  """
+  source = config.linear_probe.encoder_workdir
+  if not source:
+    return
+  where = f"config.linear_probe.encoder_workdir={source}"
+  if config.mode != "linear_probe":
+    raise config_checks.ConfigError(
+        f"{where} probes another workdir's encoder: use it with "
+        "--config.mode=linear_probe (to start pretraining from it, set "
+        "--config.model.init_from instead)")
+  if config.model.init_from not in (None, source):
+    raise config_checks.ConfigError(
+        f"{where} and config.model.init_from={config.model.init_from} name "
+        "two encoders: set one")
+  if has_checkpoint(workdir):
+    raise config_checks.ConfigError(
+        f"{where}, but --workdir={workdir} holds its own pretraining, which "
+        "a probe there uses: choose a new --workdir for the transfer")
+  if not has_checkpoint(source):
+    raise MissingEncoderError(
+        f"{where}: no pretraining checkpoint in {_checkpoints(source)}")
+  network = _network(read_config(source))
+  for key in _SHAPE_KEYS:
+    config.model[key] = network[key]
+  config.model.init_from = source
 
 
 def pretrained_encoder(config: ml_collections.ConfigDict, workdir: str,

@@ -145,6 +145,7 @@ def _warn_if_slow(compute_dtype: str) -> None:
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, dict]:
   """Runs config.mode's phases in `workdir`; returns results.json's content."""
   parallel.maybe_initialize_distributed(config.distributed)
+  pretrained.adopt_encoder_workdir(config, workdir)
   config_checks.validate(config, jax.device_count())
   _warn_if_slow(config.precision)
   phases = PHASES if config.mode == "all" else (config.mode,)
