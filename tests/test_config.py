@@ -51,8 +51,8 @@ def test_a_folder_without_its_root_is_refused():
     ("linear_probe.labels_per_class", (10, 0),
      "config.linear_probe.labels_per_class=(10, 0) must be a tuple of "
      "positive ints"),
-    ("linear_probe.protocol", "official",
-     "config.linear_probe.protocol='official' is not one of ('features',)"),
+    ("linear_probe.protocol", "knn",
+     "config.linear_probe.protocol='knn' is not one of ('features', 'official')"),
     ("pretrain.log_every_steps", 0,
      "config.pretrain.log_every_steps=0 must be positive"),
     ("augmentations.seed.blur_kernel_size", -3,
@@ -92,7 +92,7 @@ def _launch(tmp_path, *overrides):
 @pytest.mark.parametrize("override, line", [
     ("--config.model.no_such_key=1",
      "error: --config.model.no_such_key=1: config.model has no key "
-     "'no_such_key'; its keys: encoder, expander_dims, stem, width"),
+     "'no_such_key'; its keys: encoder, expander_dims, init_from, stem, width"),
     ("--config.pretrain.batchsize=8",
      "error: --config.pretrain.batchsize=8: config.pretrain has no key "
      "'batchsize' (did you mean 'batch_size'?); its keys: augment_on, "
