@@ -57,6 +57,13 @@ def test_a_folder_without_its_root_is_refused():
      "config.pretrain.log_every_steps=0 must be positive"),
     ("augmentations.seed.blur_kernel_size", -3,
      "config.augmentations.seed.blur_kernel_size=-3 must be a positive odd"),
+    ("finetune.label_fraction", 0.0,
+     "config.finetune.label_fraction=0.0 must lie in (0, 1]: the fraction of "
+     "every class's labels the phase trains on"),
+    ("supervised.label_fraction", 1.5,
+     "config.supervised.label_fraction=1.5 must lie in (0, 1]"),
+    ("finetune.label_fraction", None,
+     "config.finetune.label_fraction=None must lie in (0, 1]"),
 ])
 def test_bad_values_name_the_key(key, value, words):
   config = load_config("digits")

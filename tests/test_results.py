@@ -48,6 +48,29 @@ def test_the_summary_line_says_what_the_numbers_show():
   assert results.summary({"pretrain_knn": {"top1": 0.5}}) is None
 
 
+def test_end_to_end_rows_say_which_labels_they_trained_on():
+  """A semi-supervised fine-tune and its baseline share a row when they saw
+  the same labels; otherwise each has its own and the summary does not set
+  one against the other."""
+  semi = {"top1": 0.5, "steps": 20, "labels": 126, "label_fraction": 0.1}
+  same = {"finetune": semi, "supervised": dict(semi, top1=0.25)}
+  lines = results.table(same).splitlines()
+  assert "| 10% of the labels, 20 steps | 126 | 0.5000 | 0.2500 |" in lines
+  assert results.summary(same) == (
+      "fine-tune +25.0 against the same network from scratch (0.500, 0.250).")
+  subset = {"top1": 0.6, "steps": 10, "labels": 12811,
+            "train_dataset": "imagenet2012_subset/1pct"}
+  apart = {"finetune": subset, "supervised": RESULTS["supervised"]}
+  lines = results.table(apart).splitlines()
+  assert "| imagenet2012_subset/1pct, 10 steps | 12811 | 0.6000 |  |" in lines
+  assert ("| all labels, 90 steps | 1257 |  | 0.9000 (top-5 0.9900) |"
+          in lines)
+  assert results.summary(apart) is None
+  both = dict(subset, label_fraction=0.5)
+  assert ("| 50% of imagenet2012_subset/1pct, 10 steps | 12811 | 0.6000 |  |"
+          in results.table({"finetune": both}).splitlines())
+
+
 def test_views_are_upscaled_by_nearest_neighbour_in_two_labelled_rows():
   """8 px views at 12x: pixel (y, x) of a shown view is pixel (y // 12,
   x // 12) of the view, view 1 above view 2, where the layout puts them."""

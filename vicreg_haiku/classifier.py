@@ -3,6 +3,13 @@
 `finetune` starts the encoder from the pretrained VICReg weights (the original
 notebook's comparison); `supervised` trains the same network from random init
 on the same labelled split with the same budget (its baseline).
+
+Semi-supervised, as the papers report it: a phase trains on
+config[phase].label_fraction of every class of config.dataset.train_split (a
+fixed pick per config.seed, so both phases of a config see the same labels),
+or on the train split of another tfds dataset, config[phase].train_dataset
+(imagenet2012_subset/1pct: SimCLR's 1% of ImageNet, the official evaluate.py's
+--train-percent 1), and is tested on config.dataset's test split either way.
 """
 
 import functools
@@ -21,6 +28,7 @@ from vicreg_haiku import loop
 from vicreg_haiku import models
 from vicreg_haiku import optimizers
 from vicreg_haiku import pretrained
+from vicreg_haiku import sources
 
 PHASES = ("finetune", "supervised")
 LOG_POINTS = 100  # metrics.jsonl lines a run gets when log_every_steps is None
@@ -28,12 +36,60 @@ LOG_POINTS = 100  # metrics.jsonl lines a run gets when log_every_steps is None
 _STREAM_OFFSET = {"finetune": 1, "supervised": 2}
 
 
-def steps(config: ml_collections.ConfigDict, phase: str) -> tuple[int, int]:
-  """(steps per epoch, total steps) of a classifier phase."""
+def train_config(config: ml_collections.ConfigDict, phase: str
+                 ) -> ml_collections.ConfigDict:
+  """The config whose dataset the phase trains on: `config`, or a copy whose
+  dataset.name is config[phase].train_dataset (data_dir, manual_dir, splits
+  and class filter shared: imagenet2012_subset is prepared from the same
+  ILSVRC-2012 tars)."""
+  name = config[phase].train_dataset
+  if not name or name == config.dataset.name:
+    return config
+  train = config.copy_and_resolve_references()
+  train.dataset.name = name
+  return train
+
+
+def num_labels(config: ml_collections.ConfigDict, phase: str) -> int:
+  """The labelled examples the phase trains on."""
+  return datasets.num_examples(train_config(config, phase),
+                               config.dataset.train_split,
+                               config[phase].label_fraction)
+
+
+def train_data_problem(config: ml_collections.ConfigDict, phase: str
+                       ) -> str | None:
+  """Why the phase cannot train on its labelled set (one line), or None.
+  Reads the set's metadata: prepares a train_dataset on its first use."""
   settings = config[phase]
-  per_epoch = max(
-      datasets.num_examples(config, config.dataset.train_split)
-      // settings.batch_size, 1)
+  train, split = train_config(config, phase), config.dataset.train_split
+  if train is not config:
+    theirs = sources.split_info(train, split).class_names or ()
+    ours = sources.split_info(config, split).class_names or ()
+    if theirs != ours:
+      tested_on = f"config.dataset.name={config.dataset.name!r}"
+      if len(theirs) != len(ours):
+        differ = f"{len(theirs)} classes, {tested_on} {len(ours)}"
+      else:
+        a, b = next((a, b) for a, b in zip(theirs, ours) if a != b)
+        differ = f"class {a!r} where {tested_on} has {b!r}"
+      return (f"config.{phase}.train_dataset={settings.train_dataset!r} has "
+              f"{differ}: the phase is tested on config.dataset's "
+              f"{config.dataset.test_split} split, so it trains on the same "
+              "classes, in the same order")
+  info = sources.split_info(train, split, settings.label_fraction)
+  if info.num_examples < settings.batch_size:
+    return (f"config.{phase}.batch_size={settings.batch_size} exceeds the "
+            f"{info.num_examples} examples of {info.description}, which the "
+            "phase trains on: use a smaller batch")
+  return None
+
+
+def steps(config: ml_collections.ConfigDict, phase: str) -> tuple[int, int]:
+  """(steps per epoch, total steps) of a classifier phase: epochs of its
+  labelled set, the last partial batch dropped."""
+  settings = config[phase]
+  per_epoch = max(num_labels(config, phase) // settings.batch_size, 1)
   return per_epoch, per_epoch * settings.epochs
 
 
@@ -130,9 +186,11 @@ def run(config: ml_collections.ConfigDict, workdir: str, phase: str, mesh,
 
   def batches(start_step):
     return datasets.labelled_batches(
-        config, config.dataset.train_split, batch_size=settings.batch_size,
-        start_step=start_step, augment=settings.augment,
-        crop_scale=settings.crop_scale, seed_offset=_STREAM_OFFSET[phase])
+        train_config(config, phase), config.dataset.train_split,
+        batch_size=settings.batch_size, start_step=start_step,
+        augment=settings.augment, crop_scale=settings.crop_scale,
+        label_fraction=settings.label_fraction,
+        seed_offset=_STREAM_OFFSET[phase])
 
   loop_config = loop.LoopConfig(
       phase=phase, phase_dir=os.path.join(workdir, phase), total_steps=total,
@@ -151,8 +209,11 @@ def run(config: ml_collections.ConfigDict, workdir: str, phase: str, mesh,
                                    images)[0],
       config.dataset.test_split, mesh)
   entry = dict(evaluation.accuracies(logits, labels), steps=total,
-               labels=datasets.num_examples(config,
-                                            config.dataset.train_split))
+               labels=num_labels(config, phase))
+  if settings.label_fraction < 1:
+    entry["label_fraction"] = settings.label_fraction
+  if train_config(config, phase) is not config:
+    entry["train_dataset"] = settings.train_dataset
   if encoder is not None:
     entry["encoder"] = encoder.source
   return {phase: entry}

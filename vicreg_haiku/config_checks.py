@@ -126,6 +126,12 @@ def validate(config: ml_collections.ConfigDict, device_count: int) -> None:
           f" use a multiple of {device_count}")
   for phase in ("pretrain", "finetune", "supervised", "linear_probe"):
     _positive(f"{phase}.epochs", config[phase].epochs)
+  for phase in ("finetune", "supervised"):
+    fraction = config[phase].label_fraction
+    if fraction is None or not 0 < fraction <= 1:
+      raise ConfigError(
+          f"config.{phase}.label_fraction={fraction!r} must lie in (0, 1]: "
+          "the fraction of every class's labels the phase trains on")
   _positive("pretrain.warmup_epochs", config.pretrain.warmup_epochs,
             zero_ok=True)
   if config.pretrain.base_lr is not None:

@@ -73,6 +73,12 @@ def classifier_training(**learning) -> config_dict.ConfigDict:
       log_every_steps=config_dict.placeholder(int),  # None: ~100 a run
       checkpoint_every_steps=1000,
       skip_nonfinite=False,
+      # Semi-supervised: train on this fraction of every class of the train
+      # split (a fixed pick per seed, the same for both phases), e.g. 0.01.
+      label_fraction=1.0,
+      # Train on this tfds dataset's train split instead ("": dataset.name's)
+      # and test on dataset.name's test split, e.g. imagenet2012_subset/1pct.
+      train_dataset="",
       **learning,
   ))
 

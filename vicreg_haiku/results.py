@@ -90,16 +90,38 @@ def _probe_rows(results: Mapping[str, Mapping]) -> list[str]:
            "|---|---|---|---|---|"] + rows)
 
 
+def _trained_on(entry: Mapping) -> str:
+  """An end-to-end entry's labelled set, in words."""
+  fraction, dataset = entry.get("label_fraction"), entry.get("train_dataset")
+  if fraction is None:
+    return dataset or "all labels"
+  return f"{100 * fraction:g}% of {dataset or 'the labels'}"
+
+
+def _end_to_end_groups(results: Mapping[str, Mapping]
+                       ) -> dict[tuple, list[str]]:
+  """{(labelled set, steps, labels): the phases trained so}, in order: a
+  fine-tune and its baseline share a row when they saw the same labels."""
+  groups = {}
+  for phase in _END_TO_END:
+    if phase in results:
+      entry = results[phase]
+      key = (_trained_on(entry), entry.get("steps", "?"),
+             entry.get("labels", ""))
+      groups.setdefault(key, []).append(phase)
+  return groups
+
+
 def _end_to_end_rows(results: Mapping[str, Mapping]) -> list[str]:
-  present = [p for p in _END_TO_END if p in results]
-  if not present:
+  groups = _end_to_end_groups(results)
+  if not groups:
     return []
-  first = results[present[0]]
   return ["| trained end to end | labels | "
-          + " | ".join(_END_TO_END.values()) + " |", "|---|---|---|---|",
-          f"| all labels, {first.get('steps', '?')} steps | "
-          f"{first.get('labels', '')} | "
-          + " | ".join(_cell(results.get(p)) for p in _END_TO_END) + " |"]
+          + " | ".join(_END_TO_END.values()) + " |", "|---|---|---|---|"] + [
+              f"| {trained_on}, {steps} steps | {labels} | "
+              + " | ".join(_cell(results[p]) if p in phases else ""
+                           for p in _END_TO_END) + " |"
+              for (trained_on, steps, labels), phases in groups.items()]
 
 
 def _other_rows(results: Mapping[str, Mapping]) -> list[str]:
@@ -133,7 +155,7 @@ def summary(results: Mapping[str, Mapping]) -> str | None:
                    f"against a random-init encoder {where} "
                    f"({vicreg['top1']:.3f}, {raw['top1']:.3f}, "
                    f"{random_init['top1']:.3f})")
-  if all(p in results for p in _END_TO_END):
+  if list(_end_to_end_groups(results).values()) == [list(_END_TO_END)]:
     finetune, scratch = results["finetune"], results["supervised"]
     parts.append(f"fine-tune {_points(finetune, scratch):+.1f} against the "
                  f"same network from scratch ({finetune['top1']:.3f}, "
@@ -187,7 +209,7 @@ def _label_efficiency(results: Mapping[str, Mapping],
               for n in [None] + budgets
               if probing.result_name(encoder, n) in results}
     lines[f"{label} probe"] = values
-  points = {label: (all_at, results[p]["top1"])
+  points = {label: (results[p]["labels"] / num_classes, results[p]["top1"])
             for p, label in _END_TO_END.items() if p in results}
   return plots.label_efficiency(lines, points, all_at, budgets)
 

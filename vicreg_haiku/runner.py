@@ -94,9 +94,11 @@ def _imported_weights(config: ml_collections.ConfigDict, workdir: str
 
 def _check_data(config: ml_collections.ConfigDict, phases) -> None:
   """Reads (and on a first run indexes) every split the phases use; refuses
-  missing data, and labelled phases on unlabelled splits, before anything
-  is written. Process 0 indexes a folder first; the others then find its
-  index (a shared index_dir) instead of checking every file again."""
+  missing data, labelled phases on unlabelled splits, and an end-to-end
+  phase's labelled set that does not fit it (classifier.train_data_problem),
+  before anything is written. Process 0 indexes a folder first; the others
+  then find its index (a shared index_dir) instead of checking every file
+  again."""
   def check():
     splits = [config.dataset.train_split, config.dataset.test_split]
     if "pretrain" in phases:
@@ -109,6 +111,11 @@ def _check_data(config: ml_collections.ConfigDict, phases) -> None:
       raise datasets.DataError(
           f"the {labelled[0]} phase needs labels: {problem}; or run only "
           "--config.mode=pretrain")
+    for phase in phases:
+      problem = phase in classifier.PHASES and classifier.train_data_problem(
+          config, phase)
+      if problem:
+        raise datasets.DataError(problem)
 
   if jax.process_count() == 1:
     return check()
