@@ -27,10 +27,12 @@ from absl import flags
 from test_config import load_config
 from test_runner import tiny
 from vicreg_haiku import checkpointing
+from vicreg_haiku import config_checks
 from vicreg_haiku import datasets
 from vicreg_haiku import models
 from vicreg_haiku import pretrain_step
 from vicreg_haiku import pretraining
+from vicreg_haiku import runner
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -272,6 +274,25 @@ def test_another_config_is_refused_and_nothing_written(reference, capsys):
   assert "holds a run of a different config (pretrain.batch_size: 64 -> 32)" \
       in line and "allow_config_change" in line
   assert tree(reference) == before
+
+
+def test_a_run_from_an_older_version_resumes(tmp_path):
+  """config.json of a version without a newer key: at its default the key
+  is no change; set otherwise, it is one."""
+  config = load_config("digits")
+  workdir = str(tmp_path)
+  runner.prepare_workdir(config, workdir)
+  path = tmp_path / "config.json"
+  written = json.loads(path.read_text())
+  del written["linear_probe"]["encoder_workdir"]
+  del written["finetune"]["label_fraction"]
+  path.write_text(json.dumps(written))
+  runner.prepare_workdir(config, workdir)
+  path.write_text(json.dumps(written))
+  config.finetune.label_fraction = 0.5
+  with pytest.raises(config_checks.ConfigError,
+                     match=r"finetune.label_fraction: None -> 0.5"):
+    runner.prepare_workdir(config, workdir)
 
 
 def test_a_probe_without_encoder_is_refused_and_nothing_written(tmp_path,

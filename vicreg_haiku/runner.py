@@ -15,6 +15,7 @@ from absl import logging
 from vicreg_haiku import classifier
 from vicreg_haiku import config_checks
 from vicreg_haiku import datasets
+from vicreg_haiku import defaults
 from vicreg_haiku import models
 from vicreg_haiku import parallel
 from vicreg_haiku import precision
@@ -45,10 +46,15 @@ def _flatten(tree, prefix=""):
 
 
 def _config_changes(old: dict, new: dict) -> list[str]:
+  """The keys whose values differ, as "key: old -> new". A key that a newer
+  version added is missing from an older run's config.json: at its default
+  it is no change (the older code behaved as the default does), so a run
+  survives an upgrade of the code it runs on."""
   old, new = dict(_flatten(old)), dict(_flatten(new))
+  added = dict(_flatten(json.loads(defaults.base_config().to_json())))
   return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}"
           for k in sorted(set(old) | set(new))
-          if k not in _FREE_KEYS and old.get(k) != new.get(k)]
+          if k not in _FREE_KEYS and old.get(k, added.get(k)) != new.get(k)]
 
 
 def prepare_workdir(config: ml_collections.ConfigDict, workdir: str) -> None:
