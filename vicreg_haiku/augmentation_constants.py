@@ -3,6 +3,7 @@ step's (device_augmentations.py) and the TF-free draws (photometric_draws.py).
 """
 
 import math
+from typing import Any, Callable, NamedTuple
 
 import ml_collections
 import numpy as np
@@ -34,3 +35,59 @@ def blur_kernel_size(recipe: ml_collections.ConfigDict, image_size: int) -> int:
   """
   size = recipe.blur_kernel_size or 2 * math.ceil(3 * recipe.blur_sigma[1]) + 1
   return min(size, 2 * image_size - 1)
+
+
+class ArrayOps(NamedTuple):
+  """The array operations photometric_params needs, of TF or of NumPy."""
+  stack: Callable[..., Any]  # stack(arrays, axis)
+  argsort: Callable[[Any], Any]  # along axis 1, as int32
+  where: Callable[[Any, Any, float], Any]
+
+
+def take(u, name: str):
+  """The uniforms [B, n] of UNIFORM_SLICES[name] from u [B, NUM_UNIFORMS]."""
+  return u[:, UNIFORM_SLICES[name]]
+
+
+def between(u, low: float, high: float):
+  """Uniforms in [0, 1) -> [low, high); float32 stays float32 (Python
+  scalars do not promote), in the same op order for TF and NumPy."""
+  return low + (high - low) * u
+
+
+def photometric_params(u, recipe: ml_collections.ConfigDict, index: int,
+                       ops: ArrayOps) -> dict[str, Any]:
+  """Uniforms [B, N] -> view `index`'s photometric parameters per example.
+
+  jitter [B] bool, factors [B, 3] (brightness, contrast, saturation), hue
+  [B] (the shift), order [B, 4] int32 (stage k runs op order[:, k]; ops 0-3
+  are brightness, contrast, saturation, hue), grayscale [B] bool,
+  blur_sigma [B] (0: no blur), solarize [B] bool. tf.data's pipeline
+  (augmentations) and the TF-free draws (photometric_draws) both call this,
+  so the two give the same parameters bit for bit; both implementations of
+  the photometric half (augmentations, device_augmentations) read them.
+  """
+  f = take(u, "factors")
+  b, c, s, hue = recipe.brightness, recipe.contrast, recipe.saturation, recipe.hue
+  factors = ops.stack([between(f[:, 0], max(0.0, 1 - b), 1 + b),
+                       between(f[:, 1], max(0.0, 1 - c), 1 + c),
+                       between(f[:, 2], max(0.0, 1 - s), 1 + s)], axis=1)
+  blurred = take(u, "blur")[:, 0] < recipe.blur_prob[index]
+  sigma = between(take(u, "sigma")[:, 0], *recipe.blur_sigma)
+  return {
+      "jitter": take(u, "jitter")[:, 0] < recipe.jitter_prob,
+      "factors": factors,
+      "hue": between(f[:, 3], -hue, hue),
+      "order": ops.argsort(take(u, "order")),
+      "grayscale": take(u, "grayscale")[:, 0] < recipe.grayscale_prob,
+      "blur_sigma": ops.where(blurred, sigma, 0.0),
+      "solarize": take(u, "solarize")[:, 0] < recipe.solarize_prob[index],
+  }
+
+
+def view_params(u, recipe: ml_collections.ConfigDict,
+                ops: ArrayOps) -> dict[str, Any]:
+  """u [B, 2, N] -> photometric_params of both views, each [B, 2, ...]."""
+  views = [photometric_params(u[:, v], recipe, v, ops) for v in range(2)]
+  return {name: ops.stack([views[0][name], views[1][name]], axis=1)
+          for name in views[0]}

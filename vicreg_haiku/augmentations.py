@@ -69,12 +69,8 @@ def draw(seed: tf.Tensor, shape: Sequence[int] = ()) -> tf.Tensor:
   return tf.random.stateless_uniform(list(shape) + [NUM_UNIFORMS], seed)
 
 
-def _take(u: tf.Tensor, name: str) -> tf.Tensor:
-  return u[:, _SLICES[name]]
-
-
-def _between(u: tf.Tensor, low: float, high: float) -> tf.Tensor:
-  return low + (high - low) * u
+_take = augmentation_constants.take
+_between = augmentation_constants.between
 
 
 def _per_example(x: tf.Tensor) -> tf.Tensor:
@@ -363,32 +359,17 @@ def _shift_hue(image: tf.Tensor, delta: tf.Tensor) -> tf.Tensor:
                          pick(p, p, t, v, v, q)], axis=-1))
 
 
+# TF's ops for augmentation_constants.photometric_params.
+_TF_OPS = augmentation_constants.ArrayOps(
+    stack=tf.stack, argsort=lambda x: tf.argsort(x, axis=1),
+    where=tf.where)
+
+
 def photometric_params(u: tf.Tensor, recipe: Recipe,
                        index: int) -> dict[str, tf.Tensor]:
-  """Uniforms [B, N] -> view `index`'s photometric parameters per example.
-
-  jitter [B] bool, factors [B, 3] (brightness, contrast, saturation), hue
-  [B] (the shift), order [B, 4] int32 (stage k runs op order[:, k]; ops 0-3
-  are brightness, contrast, saturation, hue), grayscale [B] bool,
-  blur_sigma [B] (0: no blur), solarize [B] bool. Both implementations of
-  the photometric half (here and device_augmentations) read these.
-  """
-  f = _take(u, "factors")
-  b, c, s, hue = recipe.brightness, recipe.contrast, recipe.saturation, recipe.hue
-  factors = tf.stack([_between(f[:, 0], max(0.0, 1 - b), 1 + b),
-                      _between(f[:, 1], max(0.0, 1 - c), 1 + c),
-                      _between(f[:, 2], max(0.0, 1 - s), 1 + s)], axis=1)
-  blurred = _take(u, "blur")[:, 0] < recipe.blur_prob[index]
-  sigma = _between(_take(u, "sigma")[:, 0], *recipe.blur_sigma)
-  return {
-      "jitter": _take(u, "jitter")[:, 0] < recipe.jitter_prob,
-      "factors": factors,
-      "hue": _between(f[:, 3], -hue, hue),
-      "order": tf.argsort(_take(u, "order"), axis=1),
-      "grayscale": _take(u, "grayscale")[:, 0] < recipe.grayscale_prob,
-      "blur_sigma": tf.where(blurred, sigma, 0.0),
-      "solarize": _take(u, "solarize")[:, 0] < recipe.solarize_prob[index],
-  }
+  """Uniforms [B, N] -> view `index`'s photometric parameters per example
+  (augmentation_constants.photometric_params)."""
+  return augmentation_constants.photometric_params(u, recipe, index, _TF_OPS)
 
 
 def color_jitter(images: tf.Tensor, params: dict[str, tf.Tensor],
@@ -525,9 +506,7 @@ def crop_views(image: tf.Tensor, u: tf.Tensor, recipe: Recipe, size: int, *,
 
 def view_params(u: tf.Tensor, recipe: Recipe) -> dict[str, tf.Tensor]:
   """u [B, 2, N] -> photometric_params of both views, each [B, 2, ...]."""
-  views = [photometric_params(u[:, v], recipe, v) for v in range(2)]
-  return {name: tf.stack([views[0][name], views[1][name]], axis=1)
-          for name in views[0]}
+  return augmentation_constants.view_params(u, recipe, _TF_OPS)
 
 
 def finish_views(crops: tf.Tensor, u: tf.Tensor,
