@@ -3,6 +3,7 @@ and the ImageNet / ImageNet-100 configs on a fake ImageNet-layout folder."""
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -57,6 +58,10 @@ def test_every_phase_on_a_folder_through_launch(photos, tmp_path):
   assert {"pretrain_knn", "linear_probe", "random_init_probe",
           "raw_pixels_probe", "finetune", "supervised"} <= set(results)
   assert results["linear_probe"]["labels"] == 8
+  # No TensorFlow C++ line reaches the user (launch_env): not at import,
+  # nor oneDNN's uint8 notice at the first batch.
+  assert not [line for line in result.stderr.splitlines()
+              if re.match(r"[IEW]\d{4} ", line)], result.stderr[-3000:]
   # The index was written beside the photos and is reused.
   assert (photos / ".vicreg_haiku_index").is_dir()
 

@@ -474,17 +474,25 @@ def results_of(workdir):
     return json.load(f)
 
 
+@pytest.mark.parametrize("protocol", [
+    [],
+    # The official weights' command: evaluate.py's protocol (one epoch).
+    ["--config.linear_probe.protocol=official", "--config.linear_probe.epochs=1",
+     "--config.linear_probe.labels_per_class=()"]])
 def test_a_probe_alone_evaluates_an_imported_encoder(pretrained_from_file,
-                                                     tmp_path):
+                                                     tmp_path, protocol):
   encoder = str(tmp_path / "encoder.pth")
   assert export.main([f"--workdir={pretrained_from_file}",
                       f"--output={encoder}"]) == 0
   workdir = str(tmp_path / "probe")
   assert run_launch(workdir, *WIDTH, "--config.mode=linear_probe",
-                    f"--config.model.init_from={encoder}") == 0
+                    f"--config.model.init_from={encoder}", *protocol) == 0
   results = results_of(workdir)
   assert results["linear_probe"]["encoder"] == encoder
   assert 0.0 <= results["linear_probe"]["top1"] <= 1.0
+  if protocol:
+    assert results["linear_probe"]["protocol"] == "official"
+    assert "random_init_probe" not in results
   assert not os.path.exists(os.path.join(workdir, "pretrain"))
 
 

@@ -24,6 +24,10 @@ _STARTUP_NOTICE = "WARNING: All log messages before absl::InitializeLog()"
 _INFO_LINE = re.compile(r"^I\d{4} \S+\s+\d+ [\w.-]+:\d+\] ")
 # The second line of cpu_feature_guard's INFO message.
 _CPU_FEATURES = "To enable the following instructions:"
+# oneDNN's one-time notice (an ERROR line, harmless) that its uint8 kernels
+# fall back to Eigen on this CPU: grappler moves the crops' uint8 -> float32
+# cast after their transpose, so the first batch would print it.
+_UINT8_NOTICE = "oneDNN supports DT_UINT8 only on platforms with AVX-512"
 # Bounded, so that JAX evicts least recently used programs and serialises
 # access with a file lock (concurrent runs share the directory safely).
 CACHE_MAX_BYTES = 2 << 30
@@ -44,11 +48,12 @@ def default_cache_dir() -> str:
 def is_startup_info(line: str) -> bool:
   """True for the INFO lines (and their notice) TF prints while loading."""
   return (line.startswith((_STARTUP_NOTICE, _CPU_FEATURES))
-          or bool(_INFO_LINE.match(line)))
+          or bool(_INFO_LINE.match(line)) or _UINT8_NOTICE in line)
 
 
 def import_tensorflow_quietly() -> None:
-  """Imports TensorFlow with its start-up INFO lines dropped.
+  """Imports TensorFlow with its start-up INFO lines (and oneDNN's uint8
+  notice) dropped, GPUs hidden from it.
 
   They are written to file descriptor 2 by C++ code, so stderr is pointed
   at a temporary file for the import; what else was written there (warnings,
@@ -63,7 +68,12 @@ def import_tensorflow_quietly() -> None:
   with tempfile.TemporaryFile() as capture:
     os.dup2(capture.fileno(), 2)
     try:
-      import tensorflow  # pylint: disable=g-import-not-at-top,unused-import
+      import tensorflow as tf  # pylint: disable=g-import-not-at-top
+      # TF only feeds the host; the accelerators belong to JAX. Set before
+      # TF's runtime starts, which the next line does.
+      tf.config.set_visible_devices([], "GPU")
+      # _UINT8_NOTICE fires once a process: here, where it is dropped.
+      tf.transpose(tf.zeros([1, 1, 1], tf.uint8), [1, 0, 2])
     finally:
       os.dup2(saved, 2)
       os.close(saved)
