@@ -11,17 +11,15 @@ short schedule), linear probes of the VICReg, random-init and raw-pixel
 features with 1, 5, 10, 50 and all labels per class, fine-tuning and the same
 network from scratch (6 epochs each).
 
-Runtime on 2 CPU cores (2026-12-02, measured while other jobs shared the
-machine, load average 1-2.5): 4 min 20 s the first time (25 programs
-compiled), 3-4 min for a rerun or another seed (they load the programs from
-the compilation cache); the previous default (16 epochs at width 16, batch
-256) took 3 min 10 s in the same hour. BENCHMARKS.md has the split.
-Expected (measured, seed 0 / seed 1): VICReg linear probe 0.985 / 0.989 (all
-labels) and 0.969 / 0.974 (10 per class) against 0.680 / 0.633 and
-0.483 / 0.522 for the random-init encoder and 0.952 / 0.959 and
-0.850 / 0.848 for raw pixels; kNN 0.976 / 0.976; fine-tune 0.980 / 0.969,
-from scratch 0.669 / 0.696; the loss falls from 23.8 to 19.6. 24 epochs
-were not enough on seed 1 (probe 0.974 / 0.944).
+Runtime on 2 CPU cores: 1 min 55 s the first time (programs compiled), 1
+min 52 s for a rerun (programs loaded from the compilation cache), on a
+quiet machine (2026-12-02, load < 1.5); 3-4 min when other jobs share the
+cores. Training is most of it (BENCHMARKS.md has the split).
+Expected (measured, seed 0 / seed 1): VICReg linear probe 0.989 / 0.985 (all
+labels) and 0.967 / 0.961 (10 per class) against 0.678 / 0.641 and
+0.502 / 0.513 for the random-init encoder and 0.957 / 0.959 and
+0.850 / 0.835 for raw pixels; kNN 0.978 / 0.985; fine-tune 0.972 / 0.967,
+from scratch 0.674 / 0.682; the loss falls from 23.8 to 19.6.
 """
 
 from vicreg_haiku import defaults
