@@ -44,3 +44,24 @@ def test_the_loop_sends_the_device_only_what_it_means_to(tmp_path):
     logged = [json.loads(line) for line in f]
   assert [r["step"] for r in logged] == [2, 4, 6]
   assert [r["loss"] for r in logged] == [6.0, 12.0, 18.0]
+
+
+def test_time_based_saves_fall_on_log_steps(tmp_path, monkeypatch):
+  """checkpoint_every_seconds is asked at log steps only, where process 0's
+  clock decides for every process (orbax's multi-host save is collective:
+  processes deciding on their own clocks would save different steps and
+  wait for each other). With 0 seconds: every log step, no other."""
+  initial = models.TrainState(step=jnp.zeros([], jnp.int32),
+                              params={"w": jnp.zeros(3)}, net_state={},
+                              opt_state=())
+  config = loop.LoopConfig(
+      phase="pretrain", phase_dir=str(tmp_path), total_steps=7,
+      examples_per_step=2, log_every_steps=3, checkpoint_every_steps=100,
+      checkpoint_every_seconds=0.0, tensorboard=False)
+  batches = lambda start: itertools.repeat({"x": np.ones((2, 3), np.float32)})
+  saved = []
+  save = loop.checkpointing.save
+  monkeypatch.setattr(loop.checkpointing, "save", lambda mngr, step, state: (
+      saved.append(step), save(mngr, step, state)))
+  loop.run(config, initial, _step, batches, parallel.make_mesh())
+  assert saved == [3, 6, 7]

@@ -22,6 +22,7 @@ from vicreg_haiku import parallel
 from vicreg_haiku import pretrain_step
 from vicreg_haiku import probing
 from vicreg_haiku import results as results_lib
+from vicreg_haiku import runner
 from vicreg_haiku import writers
 
 
@@ -139,10 +140,10 @@ def test_head_starts_as_evaluate_py_does():
   assert not np.any(leaves["b"])
 
 
-def _probe(config, workdir):
+def _probe(config, workdir, source="random encoder"):
   mesh = parallel.make_mesh()
   weights = _random_encoder(config)
-  weights = weights._replace(**dict(zip(
+  weights = weights._replace(source=source, **dict(zip(
       ("params", "net_state"),
       parallel.replicate((weights.params, weights.net_state), mesh))))
   return probing.run(config, workdir, mesh, weights)["linear_probe"]
@@ -166,8 +167,9 @@ def test_the_probe_reports_the_last_and_the_best_epoch(tmp_path):
   assert f"best epoch {entry['best_top1']:.4f}" in cell
 
 
-def test_the_probe_resumes_exactly(tmp_path):
-  """Killed after its first epoch, the rerun ends on the same head."""
+def test_the_probe_resumes_exactly(tmp_path, capsys):
+  """Killed after its first epoch, the rerun resumes there and ends on the
+  same head; on another encoder than it started on, it is refused."""
   config = _config(epochs=2)
   whole, cut = str(tmp_path / "whole"), str(tmp_path / "cut")
   expected = _probe(config, whole)
@@ -176,7 +178,27 @@ def test_the_probe_resumes_exactly(tmp_path):
   per_epoch, total = official_probe.steps(config)
   shutil.rmtree(os.path.join(checkpoints, str(total)))
   assert checkpointing.manager(checkpoints).latest_step() == per_epoch
+  capsys.readouterr()
   assert _probe(config, cut) == expected
+  assert f"linear_probe: resuming from step {per_epoch}" in (
+      capsys.readouterr().out)
+  with pytest.raises(config_checks.ConfigError,
+                     match="holds a probe of the encoder random encoder, and "
+                     "the encoder now is DIR/pretrain step 9: use a new"):
+    _probe(config, cut, source="DIR/pretrain step 9")
+
+
+def test_a_batch_larger_than_the_train_split_is_one_line(tmp_path):
+  config = _config()
+  config.update(mode="linear_probe")
+  config.model.init_from = "unused.pth"
+  config.linear_probe.batch_size = 2048
+  with pytest.raises(datasets.DataError) as error:
+    runner.run(config, str(tmp_path / "run"))
+  assert str(error.value) == (
+      "config.linear_probe.batch_size=2048 exceeds the 1257 examples of the "
+      "train split 'train': use a smaller batch")
+  assert not (tmp_path / "run").exists()
 
 
 def test_the_official_protocol_refuses_label_budgets():

@@ -291,7 +291,7 @@ def test_a_run_from_an_older_version_resumes(tmp_path):
   path.write_text(json.dumps(written))
   config.finetune.label_fraction = 0.5
   with pytest.raises(config_checks.ConfigError,
-                     match=r"finetune.label_fraction: None -> 0.5"):
+                     match=r"finetune.label_fraction: 1.0 -> 0.5"):
     runner.prepare_workdir(config, workdir)
 
 

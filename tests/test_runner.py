@@ -294,6 +294,8 @@ def test_a_transfer_that_would_be_ignored_is_refused(digits_run, tmp_path,
   config.linear_probe.encoder_workdir = digits_workdir
   workdir = (digits_workdir if "workdir" in change
              else str(tmp_path / "transfer"))
+  before = sorted(os.walk(digits_workdir))
   with pytest.raises(config_checks.ConfigError, match=words):
     runner.run(config, workdir)
   assert not (tmp_path / "transfer").exists()
+  assert sorted(os.walk(digits_workdir)) == before

@@ -20,6 +20,7 @@ from vicreg_haiku import datasets
 from vicreg_haiku import models
 from vicreg_haiku import parallel
 from vicreg_haiku import runner
+from vicreg_haiku import sources
 
 
 @pytest.fixture
@@ -125,6 +126,7 @@ def offline_subset_list(fake_imagenet, monkeypatch):
   here it gets the fake one."""
   monkeypatch.setattr(tfds.download.DownloadManager, "download",
                       lambda self, url: fake_imagenet.subset_list)
+  monkeypatch.setattr(sources, "_reachable", lambda *args, **kwargs: True)
 
 
 def test_train_dataset_trains_on_the_simclr_subset(fake_imagenet, tmp_path,
@@ -157,6 +159,25 @@ def test_train_dataset_trains_on_the_simclr_subset(fake_imagenet, tmp_path,
                                     "imagenet2012_subset", "1pct"))
 
 
+def test_the_subset_list_unreachable_is_one_line(fake_imagenet, tmp_path,
+                                                 monkeypatch):
+  """Offline, imagenet2012_subset cannot fetch SimCLR's list: refused at
+  once, before anything is written, with the command that prepares it."""
+  monkeypatch.setattr(sources, "_reachable", lambda *args, **kwargs: False)
+  config = tiny(load_config("imagenet"))
+  config.dataset.update(dict(data_dir=str(tmp_path / "empty_tfds"),
+                             manual_dir=fake_imagenet.manual_dir,
+                             image_size=8))
+  config.mode = "finetune"
+  config.model.init_from = "unused.pth"
+  config.finetune.train_dataset = "imagenet2012_subset/10pct"
+  with pytest.raises(datasets.DataError,
+                     match="raw.githubusercontent.com, which is unreachable:"
+                     " run `tfds build imagenet2012_subset/10pct"):
+    runner.run(config, str(tmp_path / "run"))
+  assert not (tmp_path / "run").exists()
+
+
 @pytest.mark.parametrize("train_dataset, words", [
     ("imagenet2012_subset/1pct",
      "config.finetune.train_dataset='imagenet2012_subset/1pct' has 1000 "
@@ -166,6 +187,9 @@ def test_train_dataset_trains_on_the_simclr_subset(fake_imagenet, tmp_path,
     ("cifar10",
      "config.finetune.train_dataset='cifar10' has class 'airplane' where "
      "config.dataset.name='digits' has '0': the phase is tested on "),
+    ("cifar_10",  # a typo: the message names the key that holds it
+     "config.finetune.train_dataset='cifar_10' is neither 'digits', 'folder' "
+     "nor a tensorflow-datasets dataset"),
 ])
 def test_a_train_dataset_of_other_classes_is_refused(
     fake_imagenet, fake_cifar10_dir, tmp_path, offline_subset_list,

@@ -64,7 +64,12 @@ def train_data_problem(config: ml_collections.ConfigDict, phase: str
   settings = config[phase]
   train, split = train_config(config, phase), config.dataset.train_split
   if train is not config:
-    theirs = sources.split_info(train, split).class_names or ()
+    try:
+      theirs = sources.split_info(train, split).class_names or ()
+    except sources.DataError as error:  # name the key the user set
+      return str(error).replace(
+          f"config.dataset.name={settings.train_dataset!r}",
+          f"config.{phase}.train_dataset={settings.train_dataset!r}")
     ours = sources.split_info(config, split).class_names or ()
     if theirs != ours:
       tested_on = f"config.dataset.name={config.dataset.name!r}"

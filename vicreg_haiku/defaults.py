@@ -180,6 +180,7 @@ def base_config() -> config_dict.ConfigDict:
       # features: frozen features extracted once, head on them (Adam, the
       # settings above); official: evaluate.py's, the settings below.
       protocol="features",
+      skip_nonfinite=False,  # the official protocol's steps, as pretrain's
       official=config_dict.ConfigDict(dict(
           learning_rate=0.02,  # SGD, the official README's linear-eval lr
           weight_decay=1e-6,  # on the head's weight and bias

@@ -15,6 +15,7 @@ from typing import Callable, Iterator, Mapping
 
 import jax
 import numpy as np
+from jax.experimental import multihost_utils
 from absl import logging
 
 from vicreg_haiku import checkpointing
@@ -147,6 +148,18 @@ def _check_finite(loop: LoopConfig, mngr, step: int,
   return False
 
 
+def _time_to_save(last_save: float, loop: LoopConfig) -> bool:
+  """Whether checkpoint_every_seconds has passed, asked at log steps. Every
+  process must save the same steps (orbax's multi-host save is collective),
+  so process 0's clock decides for all."""
+  if loop.checkpoint_every_seconds == math.inf:
+    return False
+  due = time.monotonic() - last_save > loop.checkpoint_every_seconds
+  if jax.process_count() == 1:
+    return due
+  return bool(multihost_utils.broadcast_one_to_all(np.int32(due)))
+
+
 def _train(loop, mngr, state, start, step_fn, batches, mesh, on_log,
            on_metrics, writer, sigterm):
   progress = writers.Progress(loop.phase, loop.total_steps, start,
@@ -171,7 +184,7 @@ def _train(loop, mngr, state, start, step_fn, batches, mesh, on_log,
     due_log = step % loop.log_every_steps == 0 or step == loop.total_steps
     due_save = (step % loop.checkpoint_every_steps == 0
                 or step == loop.total_steps
-                or time.monotonic() - last_save > loop.checkpoint_every_seconds)
+                or due_log and _time_to_save(last_save, loop))
     if not (due_log or due_save or sigterm.raised):
       pending = (step, metrics)
       continue

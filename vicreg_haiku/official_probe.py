@@ -30,7 +30,9 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
+from etils import epath
 
+from vicreg_haiku import config_checks
 from vicreg_haiku import datasets
 from vicreg_haiku import evaluation
 from vicreg_haiku import loop
@@ -41,6 +43,8 @@ from vicreg_haiku import parallel
 from vicreg_haiku import writers
 
 PHASE = "linear_probe"
+# WORKDIR/linear_probe/ENCODER_FILE: where the probed encoder came from.
+ENCODER_FILE = "encoder.txt"
 # The training images' stream, apart from pretraining's and the classifiers'.
 _STREAM_OFFSET = 3
 _HEAD_INIT_STREAM = 4
@@ -49,9 +53,23 @@ _HEAD_INIT_STREAM = 4
 def steps(config: ml_collections.ConfigDict) -> tuple[int, int]:
   """(steps per epoch, total steps) of the probe."""
   probe = config.linear_probe
-  per_epoch = max(datasets.num_examples(config, config.dataset.train_split)
-                  // probe.batch_size, 1)
+  per_epoch = (datasets.num_examples(config, config.dataset.train_split)
+               // probe.batch_size)
   return per_epoch, per_epoch * probe.epochs
+
+
+def train_data_problem(config: ml_collections.ConfigDict) -> str | None:
+  """Why the official protocol cannot train on the train split (one line),
+  or None (the features protocol batches its features itself)."""
+  probe = config.linear_probe
+  if probe.protocol != "official":
+    return None
+  n = datasets.num_examples(config, config.dataset.train_split)
+  if n < probe.batch_size:
+    return (f"config.linear_probe.batch_size={probe.batch_size} exceeds the "
+            f"{n} examples of the train split "
+            f"{config.dataset.train_split!r}: use a smaller batch")
+  return None
 
 
 def epoch_cosine(base_lr: float, steps_per_epoch: int, epochs: int
@@ -133,10 +151,34 @@ def _best(records: list[dict], final: dict[str, float]) -> dict[str, float]:
   return best
 
 
+def _pin_encoder(phase_dir: str, source: str) -> None:
+  """A resumed probe must train its head on the encoder it started on: the
+  first start records where that came from (process 0, which writes the
+  workdir's files), a resume on another (its source pretrained further
+  since) is refused, on every process."""
+  problem = ""
+  if parallel.is_chief():
+    path = epath.Path(phase_dir) / ENCODER_FILE
+    if not path.exists():
+      path.parent.mkdir(parents=True, exist_ok=True)
+      writers.write_atomically(str(path), source + "\n")
+    elif path.read_text().strip() != source:
+      problem = (f"{phase_dir} holds a probe of the encoder "
+                 f"{path.read_text().strip()}, and the encoder now is "
+                 f"{source}: use a new --workdir (or delete {phase_dir}) to "
+                 "probe it")
+  if jax.process_count() > 1:
+    problem = parallel.broadcast_text(problem)
+  if problem:
+    raise config_checks.ConfigError(problem)
+
+
 def run(config: ml_collections.ConfigDict, workdir: str, mesh,
         weights: models.Weights) -> dict[str, dict]:
   """The official linear evaluation of `weights`' encoder; results entries."""
   probe, split = config.linear_probe, config.dataset.train_split
+  phase_dir = os.path.join(workdir, PHASE)
+  _pin_encoder(phase_dir, weights.source)
   num_classes = datasets.num_classes(config)
   head = head_model(num_classes)
   optimizer, schedule = make_optimizer(config)
@@ -161,11 +203,11 @@ def run(config: ml_collections.ConfigDict, workdir: str, mesh,
                      jnp.zeros((1, test_features.shape[1]), jnp.float32))
   initial = models.TrainState(jnp.zeros([], jnp.int32), params, {},
                               optimizer.init(params))
-  phase_dir = os.path.join(workdir, PHASE)
   loop_config = loop.LoopConfig(
       phase=PHASE, phase_dir=phase_dir, total_steps=total,
       examples_per_step=probe.batch_size, log_every_steps=per_epoch,
-      checkpoint_every_steps=per_epoch, checkpoint_every_seconds=600)
+      checkpoint_every_steps=per_epoch,
+      skip_nonfinite=probe.skip_nonfinite)
   state = loop.run(loop_config, initial, step_fn, batches, mesh,
                    on_log=lambda step, state: score(state))
   final = {name.removeprefix("test_"): value

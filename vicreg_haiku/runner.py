@@ -17,6 +17,7 @@ from vicreg_haiku import config_checks
 from vicreg_haiku import datasets
 from vicreg_haiku import defaults
 from vicreg_haiku import models
+from vicreg_haiku import official_probe
 from vicreg_haiku import parallel
 from vicreg_haiku import precision
 from vicreg_haiku import pretrained
@@ -52,9 +53,9 @@ def _config_changes(old: dict, new: dict) -> list[str]:
   survives an upgrade of the code it runs on."""
   old, new = dict(_flatten(old)), dict(_flatten(new))
   added = dict(_flatten(json.loads(defaults.base_config().to_json())))
-  return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}"
-          for k in sorted(set(old) | set(new))
-          if k not in _FREE_KEYS and old.get(k, added.get(k)) != new.get(k)]
+  old = {k: old.get(k, added.get(k)) for k in set(old) | set(new)}
+  return [f"{k}: {old[k]!r} -> {new.get(k)!r}" for k in sorted(old)
+          if k not in _FREE_KEYS and old[k] != new.get(k)]
 
 
 def prepare_workdir(config: ml_collections.ConfigDict, workdir: str) -> None:
@@ -100,8 +101,9 @@ def _imported_weights(config: ml_collections.ConfigDict, workdir: str
 
 def _check_data(config: ml_collections.ConfigDict, phases) -> None:
   """Reads (and on a first run indexes) every split the phases use; refuses
-  missing data, labelled phases on unlabelled splits, and an end-to-end
-  phase's labelled set that does not fit it (classifier.train_data_problem),
+  missing data, labelled phases on unlabelled splits, and a labelled set
+  that does not fit the phase training on it (classifier's and
+  official_probe's train_data_problem),
   before anything is written. Process 0 indexes a folder first; the others
   then find its index (a shared index_dir) instead of checking every file
   again."""
@@ -118,8 +120,11 @@ def _check_data(config: ml_collections.ConfigDict, phases) -> None:
           f"the {labelled[0]} phase needs labels: {problem}; or run only "
           "--config.mode=pretrain")
     for phase in phases:
-      problem = phase in classifier.PHASES and classifier.train_data_problem(
-          config, phase)
+      problem = None
+      if phase in classifier.PHASES:
+        problem = classifier.train_data_problem(config, phase)
+      elif phase == "linear_probe":
+        problem = official_probe.train_data_problem(config)
       if problem:
         raise datasets.DataError(problem)
 
@@ -129,8 +134,13 @@ def _check_data(config: ml_collections.ConfigDict, phases) -> None:
   if parallel.is_chief():
     try:
       check()
-    except datasets.DataError as error:
-      failure = str(error)
+    except Exception as error:  # pylint: disable=broad-except
+      # Whatever stops process 0 here must reach the others, which wait in
+      # the broadcast below; they then raise the same user error.
+      failure = str(error) or type(error).__name__
+      if not isinstance(error, datasets.DataError):
+        parallel.broadcast_text(failure)
+        raise
   failure = parallel.broadcast_text(failure)
   if failure:
     raise datasets.DataError(failure)

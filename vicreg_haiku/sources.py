@@ -429,6 +429,11 @@ def _reachable(host: str, port: int, timeout: float = _PROBE_TIMEOUT_S) -> bool:
     return False
 
 
+# Manual-download datasets that still download something: imagenet2012_subset
+# fetches SimCLR's lists of images (1percent.txt, 10percent.txt) from GitHub.
+_LIST_HOSTS = {"imagenet2012_subset": ("raw.githubusercontent.com", 443)}
+
+
 def _homepage_host(builder: tfds.core.DatasetBuilder) -> tuple[str, int]:
   url = urllib.parse.urlparse(builder.info.homepage or "")
   return url.hostname or "storage.googleapis.com", url.port or (
@@ -463,6 +468,13 @@ def _builder(name: str, data_dir: Optional[str],
           f" them in a directory DIR and pass --config.dataset.manual_dir=DIR "
           f"(tfds' instructions: "
           f"{' '.join(builder.MANUAL_DOWNLOAD_INSTRUCTIONS.split())[:200]})")
+    list_host = _LIST_HOSTS.get(name.split("/")[0])
+    if list_host and not _reachable(*list_host):
+      raise DataError(
+          f"{where}; it is made from the files in manual_dir plus a list "
+          f"downloaded from {list_host[0]}, which is unreachable: run `tfds "
+          f"build {name} --data_dir=DIR --manual_dir=TARS` on a connected "
+          "machine, copy DIR here and pass --config.dataset.data_dir=DIR")
     config = tfds.download.DownloadConfig(manual_dir=manual_dir,
                                           try_download_gcs=False)
   else:
