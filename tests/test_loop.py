@@ -43,8 +43,9 @@ def test_the_loop_sends_the_device_only_what_it_means_to(tmp_path):
       phase="pretrain", phase_dir=str(tmp_path), total_steps=6,
       examples_per_step=2, log_every_steps=2, checkpoint_every_steps=3,
       tensorboard=False)
+  initial = _initial()  # made before the guard: jnp.zeros is a transfer
   with jax.transfer_guard("disallow"):
-    final = loop.run(config, _initial(), _step, _ones, parallel.make_mesh())
+    final = loop.run(config, initial, _step, _ones, parallel.make_mesh())
   assert int(final.step) == 6
   np.testing.assert_array_equal(jax.device_get(final.params["w"]), [6.0] * 3)
   with open(os.path.join(tmp_path, "metrics.jsonl")) as f:
