@@ -35,15 +35,17 @@ Semi-supervised fine-tuning, as the official README runs it (evaluate.py
 --weights finetune --train-percent 1|10: 20 epochs, weight decay 0, SGD
 momentum 0.9, batch 256, cosine), on SimCLR's class-balanced subsets, which
 tfds prepares as imagenet2012_subset/1pct and /10pct (12,811 and 128,116
-images) from the same tars, after a pretraining run in the same workdir
-(or with --config.model.init_from=resnet50.pth):
+images) from the same tars. In a new workdir, from a pretraining workdir's
+encoder (or --config.model.init_from=resnet50.pth):
   1% of the labels (README: lr backbone 0.03, head 0.08):
-      --config.mode=finetune \
+      --workdir=gs://BUCKET/vicreg_in1k_1pct \
+      --config.model.init_from=gs://BUCKET/vicreg_in1k --config.mode=finetune \
       --config.finetune.train_dataset=imagenet2012_subset/1pct \
       --config.finetune.epochs=20 --config.finetune.weight_decay=0 \
       --config.finetune.lr_backbone=0.03 --config.finetune.lr_head=0.08
   10% (lr backbone 0.01, head 0.1: this config's finetune values):
-      --config.mode=finetune \
+      --workdir=gs://BUCKET/vicreg_in1k_10pct \
+      --config.model.init_from=gs://BUCKET/vicreg_in1k --config.mode=finetune \
       --config.finetune.train_dataset=imagenet2012_subset/10pct
 The same with --config.mode=supervised and --config.supervised.* trains the
 from-scratch baseline on the same images. Preparing a subset reads the whole
