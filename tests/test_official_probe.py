@@ -97,8 +97,7 @@ def _softmax_grads(features, labels, w, b):
 
 def test_a_step_trains_the_head_on_inference_mode_features():
   """One step equals SGD in NumPy on the encoder's inference-mode features
-  (BatchNorm's running statistics, not the batch's); the encoder is left
-  as it was."""
+  (BatchNorm's running statistics, not the batch's)."""
   config = _config()
   weights = _random_encoder(config)
   head = official_probe.head_model(10)

@@ -178,6 +178,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, phase: str, mesh,
   """Trains and tests `phase`; the fine-tune starts from the workdir's
   pretrained encoder, else from `imported` (config.model.init_from)."""
   settings = config[phase]
+  train = train_config(config, phase)
   encoder = None
   if phase == "finetune":
     encoder = pretrained.pretrained_encoder(config, workdir, imported)
@@ -191,7 +192,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, phase: str, mesh,
 
   def batches(start_step):
     return datasets.labelled_batches(
-        train_config(config, phase), config.dataset.train_split,
+        train, config.dataset.train_split,
         batch_size=settings.batch_size, start_step=start_step,
         augment=settings.augment, crop_scale=settings.crop_scale,
         label_fraction=settings.label_fraction,
@@ -217,7 +218,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, phase: str, mesh,
                labels=num_labels(config, phase))
   if settings.label_fraction < 1:
     entry["label_fraction"] = settings.label_fraction
-  if train_config(config, phase) is not config:
+  if train is not config:
     entry["train_dataset"] = settings.train_dataset
   if encoder is not None:
     entry["encoder"] = encoder.source

@@ -159,14 +159,14 @@ def _pin_encoder(phase_dir: str, source: str) -> None:
   problem = ""
   if parallel.is_chief():
     path = epath.Path(phase_dir) / ENCODER_FILE
-    if not path.exists():
+    started = path.read_text().strip() if path.exists() else None
+    if started is None:
       path.parent.mkdir(parents=True, exist_ok=True)
       writers.write_atomically(str(path), source + "\n")
-    elif path.read_text().strip() != source:
-      problem = (f"{phase_dir} holds a probe of the encoder "
-                 f"{path.read_text().strip()}, and the encoder now is "
-                 f"{source}: use a new --workdir (or delete {phase_dir}) to "
-                 "probe it")
+    elif started != source:
+      problem = (f"{phase_dir} holds a probe of the encoder {started}, and "
+                 f"the encoder now is {source}: use a new --workdir (or "
+                 f"delete {phase_dir}) to probe it")
   if jax.process_count() > 1:
     problem = parallel.broadcast_text(problem)
   if problem:
