@@ -115,13 +115,13 @@ def main(argv):
   # Imported here so that --help and flag errors do not wait for TF and JAX.
   from vicreg_haiku import launch_env  # pylint: disable=g-import-not-at-top
   launch_env.prepare(cache_dir=_CACHE_DIR.value)  # before TF and JAX load
-  from vicreg_haiku import errors  # pylint: disable=g-import-not-at-top
+  from vicreg_haiku import user_errors  # pylint: disable=g-import-not-at-top
   from vicreg_haiku import runner  # pylint: disable=g-import-not-at-top
   try:
     runner.run(_CONFIG.value, _WORKDIR.value)
-  except errors.Preempted as stop:
+  except user_errors.Preempted as stop:
     logging.warning("%s", stop)
-  except errors.USER_ERRORS as error:
+  except user_errors.USER_ERRORS as error:
     print(f"error: {error}", file=sys.stderr)
     sys.exit(1)
 

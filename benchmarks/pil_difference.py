@@ -24,9 +24,9 @@ from PIL import ImageFilter
 from sklearn import datasets as sk_datasets
 import tensorflow as tf
 
-from vicreg_haiku import augmentation_constants
-from vicreg_haiku import augmentations
 from vicreg_haiku import defaults
+from vicreg_haiku.data import augmentation_constants
+from vicreg_haiku.data import photometric
 
 SIGMAS = (0.1, 0.5, 1.0, 2.0)  # the official sigma is U(0.1, 2.0)
 # (op, factor): each of the official strengths' extremes (0.4, 0.4, 0.2,
@@ -46,7 +46,7 @@ def _ours_blur(image: np.ndarray, sigma: float) -> np.ndarray:
   size = augmentation_constants.blur_kernel_size(defaults.vicreg_views(),
                                                  min(image.shape[:2]))
   x = tf.constant(image[None] / 255.0, tf.float32)
-  out = augmentations.gaussian_blur(x, tf.constant([sigma]), size)
+  out = photometric.gaussian_blur(x, tf.constant([sigma]), size)
   return out.numpy()[0] * 255
 
 
@@ -78,8 +78,8 @@ def _ours_jitter(image: np.ndarray, op: str, factor: float) -> np.ndarray:
             "order": tf.constant([[index] + [i for i in range(4)
                                              if i != index]], tf.int32)}
   recipe = defaults.vicreg_views()
-  out = augmentations.color_jitter(
-      tf.constant(image[None] / 255.0, tf.float32), params, recipe)
+  out = photometric.color_jitter(tf.constant(image[None] / 255.0, tf.float32),
+                                 params, recipe)
   return out.numpy()[0] * 255
 
 

@@ -32,8 +32,8 @@ import jax
 import numpy as np
 
 from vicreg_haiku import defaults
-from vicreg_haiku import models
-from vicreg_haiku import torch_weights
+from vicreg_haiku.models import torch_weights
+from vicreg_haiku.models import transforms
 
 SIZES = (96, 224, 99)
 
@@ -79,7 +79,7 @@ def differences(arch: str, batch: int) -> None:
   params, state = torch_weights.from_torch(model.state_dict(),
                                            config_of(arch))
   net = hk.transform_with_state(
-      lambda x, t: models.make_encoder(config_of(arch))(x, t))
+      lambda x, t: transforms.make_encoder(config_of(arch))(x, t))
 
   @jax.jit
   def passes(params, state, images):

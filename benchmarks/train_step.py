@@ -48,12 +48,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from vicreg_haiku import defaults
-from vicreg_haiku import host_memory
-from vicreg_haiku import models
-from vicreg_haiku import parallel
-from vicreg_haiku import photometric_draws
-from vicreg_haiku import precision
-from vicreg_haiku import pretrain_step
+from vicreg_haiku.data import photometric_draws
+from vicreg_haiku.models import precision
+from vicreg_haiku.models import transforms
+from vicreg_haiku.training import host_memory
+from vicreg_haiku.training import parallel
+from vicreg_haiku.training import pretrain_step
 
 # The exit status of a run that did not fit in device memory.
 OUT_OF_MEMORY = 3
@@ -153,7 +153,7 @@ def time_loop(config, compiled, initial, local_batch, mesh, steps: int,
   """
   # Imported here: orbax adds ~50 MiB to the peak RSS of a process that
   # otherwise holds the step alone, as the PyTorch reference's does.
-  from vicreg_haiku import loop  # pylint: disable=g-import-not-at-top
+  from vicreg_haiku.training import loop  # pylint: disable=g-import-not-at-top
   logged = {}
 
   def on_metrics(step, scalars):
@@ -187,7 +187,7 @@ def measure(args) -> dict:
   config = benchmark_config(args)
   precision.set_compute_dtype(args.precision)
   mesh = parallel.make_mesh()
-  model = models.pretrain_model(config)
+  model = transforms.pretrain_model(config)
   # The schedule's length does not change the step's cost.
   optimizer, schedule = pretrain_step.make_optimizer(config,
                                                      steps_per_epoch=100)

@@ -7,7 +7,8 @@ Runs launch.py's study in this process (a fresh --workdir runs every phase)
 and prints, per phase and in all, the seconds spent compiling (JAX's
 tracing, lowering and backend-compile events, a persistent-cache load
 included), in evaluation (feature passes, kNN, RankMe, probes:
-evaluation.py's entry points, their compiles excluded) and the rest, "train"
+evaluation's entry points: features.extract, metrics.knn / rankme,
+linear.linear_probe, their compiles excluded) and the rest, "train"
 (the training loop and its input pipeline, tf.data's XLA-compiled
 augmentation included), with the number of programs compiled or loaded and
 of persistent-cache hits.
@@ -93,13 +94,16 @@ def main(argv):
   from vicreg_haiku import launch_env  # pylint: disable=g-import-not-at-top
   launch_env.prepare(cache_dir=_CACHE_DIR.value)
   import jax  # pylint: disable=g-import-not-at-top
-  from vicreg_haiku import evaluation  # pylint: disable=g-import-not-at-top
   from vicreg_haiku import runner  # pylint: disable=g-import-not-at-top
+  from vicreg_haiku.evaluation import features  # pylint: disable=g-import-not-at-top
+  from vicreg_haiku.evaluation import linear  # pylint: disable=g-import-not-at-top
+  from vicreg_haiku.evaluation import metrics  # pylint: disable=g-import-not-at-top
   clock = Clock()
   jax.monitoring.register_event_duration_secs_listener(clock.on_duration)
   jax.monitoring.register_event_listener(clock.on_event)
-  for name in ("extract", "knn", "linear_probe", "rankme"):
-    _wrap(clock, evaluation, name, "evaluate")
+  for module, name in ((features, "extract"), (metrics, "knn"),
+                       (linear, "linear_probe"), (metrics, "rankme")):
+    _wrap(clock, module, name, "evaluate")
   phases = {}
   run_phase = runner._run_phase  # pylint: disable=protected-access
 

@@ -10,10 +10,10 @@ import os
 import sys
 
 from vicreg_haiku import defaults
-from vicreg_haiku import folder_index
-from vicreg_haiku import parallel
 from vicreg_haiku import runner
-from vicreg_haiku import sources
+from vicreg_haiku.data import folder_index
+from vicreg_haiku.data import shards
+from vicreg_haiku.training import parallel
 
 
 def main(out_path: str, root: str, split: str) -> None:
@@ -32,7 +32,7 @@ def main(out_path: str, root: str, split: str) -> None:
   error = None
   try:
     runner._check_data(config, ("pretrain",))  # pylint: disable=protected-access
-  except sources.DataError as failure:
+  except shards.DataError as failure:
     error = str(failure)
   with open(out_path, "w") as f:
     json.dump({"checked": sum(checked), "error": error}, f)

@@ -15,10 +15,10 @@ import haiku as hk
 import jax
 import numpy as np
 
-from vicreg_haiku import optimizers
-from vicreg_haiku import parallel
-from vicreg_haiku import pretrain_step
-from vicreg_haiku import models
+from vicreg_haiku.models import transforms
+from vicreg_haiku.training import optimizers
+from vicreg_haiku.training import parallel
+from vicreg_haiku.training import pretrain_step
 
 import one_pretrain_step
 
@@ -39,7 +39,7 @@ def main(out_path: str) -> None:
   mesh = parallel.make_mesh()
   index, count = jax.process_index(), jax.process_count()
   rows = GLOBAL_BATCH // count
-  model = models.pretrain_model(config)
+  model = transforms.pretrain_model(config)
   schedule = optimizers.warmup_cosine(0.3, GLOBAL_BATCH, 1, 10)
   optimizer = optimizers.lars(schedule, weight_decay=1e-4,
                               trust_coefficient=0.02)

@@ -12,10 +12,10 @@ import jax
 import numpy as np
 
 from vicreg_haiku import defaults
-from vicreg_haiku import models
-from vicreg_haiku import optimizers
-from vicreg_haiku import parallel
-from vicreg_haiku import pretrain_step
+from vicreg_haiku.models import transforms
+from vicreg_haiku.training import optimizers
+from vicreg_haiku.training import parallel
+from vicreg_haiku.training import pretrain_step
 
 
 def tiny_config():
@@ -29,7 +29,7 @@ def tiny_config():
 def main(out_path: str) -> None:
   config = tiny_config()
   mesh = parallel.make_mesh()
-  model = models.pretrain_model(config)
+  model = transforms.pretrain_model(config)
   schedule = optimizers.warmup_cosine(0.3, 16, 0, 10)
   optimizer = optimizers.lars(schedule, weight_decay=1e-4,
                               trust_coefficient=0.02)

@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from vicreg_haiku import augmentations as aug
 from vicreg_haiku import defaults
-from vicreg_haiku import device_augmentations as dev
+from vicreg_haiku.data import augmentations
+from vicreg_haiku.data import device_augmentations as dev
+from vicreg_haiku.data import photometric
 
 B = 6
 SIZE = 8
@@ -30,9 +31,9 @@ def _gray(x):
 
 def _uniforms(**values):
   """Uniforms where every jitter factor is the identity unless given."""
-  u = np.full((B, aug.NUM_UNIFORMS), 0.5, np.float32)
+  u = np.full((B, augmentations.NUM_UNIFORMS), 0.5, np.float32)
   for name, value in values.items():
-    u[:, aug._SLICES[name]] = value  # pylint: disable=protected-access
+    u[:, augmentations._SLICES[name]] = value  # pylint: disable=protected-access
   return tf.constant(u)
 
 
@@ -47,9 +48,9 @@ def _to_jax(params):
 
 
 def _color_jitter(impl, x, u, recipe):
-  params = aug.photometric_params(u, recipe, 0)
+  params = photometric.photometric_params(u, recipe, 0)
   if impl == "tf":
-    return aug.color_jitter(tf.constant(x), params, recipe).numpy()
+    return photometric.color_jitter(tf.constant(x), params, recipe).numpy()
   return np.asarray(dev.color_jitter(jnp.asarray(x), _to_jax(params), recipe))
 
 
@@ -114,12 +115,13 @@ def test_jitter_not_applied_is_the_identity(impl):
 
 def test_grayscale_and_solarize():
   x = _images()
-  np.testing.assert_allclose(aug.grayscale(tf.constant(x)).numpy()[..., 0],
-                             _gray(x), atol=1e-6)
+  gray = photometric.grayscale(tf.constant(x)).numpy()
+  np.testing.assert_allclose(gray[..., 0], _gray(x), atol=1e-6)
   np.testing.assert_allclose(np.asarray(dev.grayscale(x))[..., 0], _gray(x),
                              atol=1e-6)
   expected = np.where(x >= 128 / 255, 1 - x, x)
-  np.testing.assert_array_equal(aug.solarize(tf.constant(x)).numpy(), expected)
+  np.testing.assert_array_equal(
+      photometric.solarize(tf.constant(x)).numpy(), expected)
 
 
 def _blur_reference(x, sigma, kernel_size):
@@ -145,7 +147,8 @@ def test_blur_matches_torchvision_reflect_gaussian(impl):
   x = _images()
   sigma = np.array([0.0, 0.0, 0.5, 1.0, 2.0, 3.0], np.float32)
   if impl == "tf":
-    out = aug.gaussian_blur(tf.constant(x), tf.constant(sigma), 9).numpy()
+    out = photometric.gaussian_blur(tf.constant(x), tf.constant(sigma),
+                                    9).numpy()
   else:
     out = np.asarray(dev.gaussian_blur(x, sigma, 9))
   np.testing.assert_allclose(out, _blur_reference(x, sigma, 9), atol=1e-5)
@@ -158,9 +161,9 @@ def test_device_photometric_equals_the_tf_data_one(name):
   recipe = getattr(defaults, f"{name}_views")()
   crops = tf.constant((np.random.default_rng(1).uniform(
       0, 1, (64, 2, 16, 16, 3)) * 255).astype(np.uint8))
-  u = aug.draw(tf.constant([5, 6]), [64, 2])
-  host = aug.finish_views(crops, u, recipe)
-  batch = dict(_to_jax(aug.view_params(u, recipe)),
+  u = augmentations.draw(tf.constant([5, 6]), [64, 2])
+  host = photometric.finish_views(crops, u, recipe)
+  batch = dict(_to_jax(photometric.view_params(u, recipe)),
                crops=jnp.asarray(crops.numpy()))
   device = dev.two_views(batch, recipe)
   for h, d in zip(host, device):
@@ -172,17 +175,19 @@ def test_full_crop_resize_is_identity_and_flip_mirrors():
 
   def crops(flip):
     u = _uniforms(area=1.0, log_ratio=0.5, flip=flip)
-    return np.stack([aug.crop_view(tf.constant(image), u[i], SIZE, (1.0, 1.0),
-                                   (1.0, 1.0), "bicubic", 0.5).numpy()
-                     for i, image in enumerate(images)])
+    return np.stack([
+        augmentations.crop_view(tf.constant(image), u[i], SIZE, (1.0, 1.0),
+                                (1.0, 1.0), "bicubic", 0.5).numpy()
+        for i, image in enumerate(images)
+    ])
 
   np.testing.assert_allclose(crops(0.9), images / 255, atol=1e-6)
   np.testing.assert_allclose(crops(0.1), images[:, :, ::-1] / 255, atol=1e-6)
 
 
 def test_crop_boxes_fit_the_image():
-  u = tf.random.stateless_uniform([256, aug.NUM_UNIFORMS], [1, 2])
-  top, left, h, w = (t.numpy() for t in aug.crop_boxes(
+  u = tf.random.stateless_uniform([256, augmentations.NUM_UNIFORMS], [1, 2])
+  top, left, h, w = (t.numpy() for t in augmentations.crop_boxes(
       u, 20, 30, (0.08, 1.0), (3 / 4, 4 / 3)))
   assert (top >= 0).all() and (left >= 0).all() and (h > 0).all()
   assert (top + h <= 20).all() and (left + w <= 30).all()
@@ -195,9 +200,9 @@ def test_views_shapes_ranges_and_determinism(name):
   recipe = getattr(defaults, f"{name}_views")()
   recipe.rotation_degrees = 10.0
   images = tf.constant((_images() * 255).astype(np.uint8))
-  u = aug.draw(tf.constant([3, 4]), [B, 2])
-  a, b = aug.two_views(images, u, recipe, 12)
-  a2, _ = aug.two_views(images, u, recipe, 12)
+  u = augmentations.draw(tf.constant([3, 4]), [B, 2])
+  a, b = augmentations.two_views(images, u, recipe, 12)
+  a2, _ = augmentations.two_views(images, u, recipe, 12)
   assert a.shape == (B, 12, 12, 3) and a.dtype == tf.float32
   np.testing.assert_array_equal(a.numpy(), a2.numpy())
   low = (0 - np.array(recipe.mean)) / np.array(recipe.std)

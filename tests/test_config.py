@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from vicreg_haiku import config_checks
+from vicreg_haiku.utils import errors
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -30,7 +31,7 @@ def test_shipped_configs_are_valid(name):
 
 
 def test_a_folder_without_its_root_is_refused():
-  with pytest.raises(config_checks.ConfigError,
+  with pytest.raises(errors.ConfigError,
                      match=r"needs --config.dataset.folder=ROOT"):
     config_checks.validate(load_config("folder"), device_count=1)
 
@@ -72,7 +73,7 @@ def test_bad_values_name_the_key(key, value, words):
   for part in filter(None, section.split(".")):
     target = target[part]
   target[field] = value
-  with pytest.raises(config_checks.ConfigError, match=None) as error:
+  with pytest.raises(errors.ConfigError, match=None) as error:
     config_checks.validate(config, device_count=1)
   assert words in str(error.value)
   assert "\n" not in str(error.value)
@@ -81,18 +82,23 @@ def test_bad_values_name_the_key(key, value, words):
 def test_batch_must_divide_over_devices():
   config = load_config("digits")
   config.pretrain.batch_size = 100
-  with pytest.raises(config_checks.ConfigError,
+  with pytest.raises(errors.ConfigError,
                      match=r"pretrain.batch_size=100 does not divide over 8"):
     config_checks.validate(config, device_count=8)
 
 
 def _launch(tmp_path, *overrides):
   workdir = tmp_path / "run"
-  result = subprocess.run(
-      [sys.executable, os.path.join(ROOT, "launch.py"),
-       f"--config={os.path.join(ROOT, 'configs', 'digits.py')}",
-       f"--workdir={workdir}", *overrides],
-      capture_output=True, text=True, timeout=300, cwd=ROOT)
+  result = subprocess.run([
+      sys.executable,
+      os.path.join(ROOT, "launch.py"),
+      f"--config={os.path.join(ROOT, 'configs', 'digits.py')}",
+      f"--workdir={workdir}", *overrides
+  ],
+                          capture_output=True,
+                          text=True,
+                          timeout=300,
+                          cwd=ROOT)
   return result, workdir
 
 

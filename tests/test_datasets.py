@@ -10,10 +10,13 @@ import pytest
 
 import cifar10_fake
 import stl10_fake
-from vicreg_haiku import datasets
+
 from vicreg_haiku import defaults
-from vicreg_haiku import pretrain_step
-from vicreg_haiku import sources
+from vicreg_haiku.data import datasets
+from vicreg_haiku.data import shards
+from vicreg_haiku.data import sources
+from vicreg_haiku.data import tfds_source
+from vicreg_haiku.training import pretrain_step
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -214,7 +217,7 @@ def test_labelled_batches(augment, fake_stl10_dir):
 
 def test_missing_stl10_fails_fast_with_a_clear_message(tmp_path, monkeypatch):
   # No network in tests: the download probe says the source is unreachable.
-  monkeypatch.setattr(sources, "_reachable", lambda *args, **kwargs: False)
+  monkeypatch.setattr(tfds_source, "_reachable", lambda *args, **kwargs: False)
   config = _stl10_config(str(tmp_path / "empty"))
   start = time.perf_counter()
   with pytest.raises(datasets.DataError, match="tfds build stl10") as error:
@@ -226,11 +229,11 @@ def test_missing_stl10_fails_fast_with_a_clear_message(tmp_path, monkeypatch):
 
 def test_reachable_probe_returns_quickly_on_a_closed_port():
   start = time.perf_counter()
-  assert not sources._reachable("127.0.0.1", 9, timeout=2)  # pylint: disable=protected-access
+  assert not tfds_source._reachable("127.0.0.1", 9, timeout=2)  # pylint: disable=protected-access
   assert time.perf_counter() - start < 5
 
 
 def test_bad_images_raise_data_error():
   with pytest.raises(datasets.DataError, match="uint8"):
-    sources._check_images(  # pylint: disable=protected-access
+    shards.check_images(  # pylint: disable=protected-access
         np.zeros((2, 8, 8), np.float32), "somewhere")

@@ -6,7 +6,8 @@ import ml_collections
 import numpy as np
 import pytest
 
-from vicreg_haiku import evaluation
+from vicreg_haiku.evaluation import linear
+from vicreg_haiku.evaluation import metrics
 
 
 def _ranked_reference(scores, labels, k):
@@ -21,7 +22,7 @@ def test_accuracies_top5_only_beyond_ten_classes(classes):
   rng = np.random.default_rng(0)
   scores = rng.normal(size=(200, classes)).round(1)  # ties happen
   labels = rng.integers(0, classes, size=200)
-  out = evaluation.accuracies(scores, labels)
+  out = metrics.accuracies(scores, labels)
   assert out["top1"] == _ranked_reference(scores, labels, 1)
   if classes > 10:
     assert out["top5"] == _ranked_reference(scores, labels, 5)
@@ -52,12 +53,24 @@ def test_knn_votes_match_numpy_over_padded_chunks():
   votes = _knn_reference(train_f, train_y, test_f, 5, 0.5, 12)
   unit = lambda x: x / np.linalg.norm(x, axis=1, keepdims=True)
   np.testing.assert_allclose(
-      evaluation._knn_votes(  # pylint: disable=protected-access
-          unit(train_f), train_y, unit(test_f), k=5, temperature=0.5,
-          num_classes=12), votes, rtol=1e-5)
-  out = evaluation.knn(train_f, train_y, test_f, test_y, k=5,
-                       temperature=0.5, num_classes=12, chunk=8)
-  assert out == evaluation.accuracies(votes, test_y)
+      metrics._knn_votes(  # pylint: disable=protected-access
+          unit(train_f),
+          train_y,
+          unit(test_f),
+          k=5,
+          temperature=0.5,
+          num_classes=12),
+      votes,
+      rtol=1e-5)
+  out = metrics.knn(train_f,
+                    train_y,
+                    test_f,
+                    test_y,
+                    k=5,
+                    temperature=0.5,
+                    num_classes=12,
+                    chunk=8)
+  assert out == metrics.accuracies(votes, test_y)
   assert out["top1"] > 0.3  # the clusters are found
 
 
@@ -68,10 +81,16 @@ def _probe_config(epochs=20, batch_size=16):
 
 
 def _fit(x, y, count, probe):
-  return evaluation._fit_linear(  # pylint: disable=protected-access
-      jnp.asarray(x), jnp.asarray(y), jnp.int32(count), jax.random.key(0),
-      num_classes=3, epochs=probe.epochs, batch_size=probe.batch_size,
-      learning_rate=probe.learning_rate, weight_decay=probe.weight_decay)
+  return linear._fit_linear(  # pylint: disable=protected-access
+      jnp.asarray(x),
+      jnp.asarray(y),
+      jnp.int32(count),
+      jax.random.key(0),
+      num_classes=3,
+      epochs=probe.epochs,
+      batch_size=probe.batch_size,
+      learning_rate=probe.learning_rate,
+      weight_decay=probe.weight_decay)
 
 
 @pytest.mark.parametrize("count", [10, 40])  # one batch of all; batches of 16
@@ -98,17 +117,22 @@ def test_probe_separates_blobs_and_pads_to_the_split():
   train_y, test_y = rng.integers(0, 3, 90), rng.integers(0, 3, 60)
   train_x = centres[train_y] + rng.normal(size=(90, 5))
   test_x = centres[test_y] + rng.normal(size=(60, 5))
-  out = evaluation.linear_probe(train_x[:30], train_y[:30], test_x, test_y,
-                                num_classes=3, probe=_probe_config(),
-                                seed=0, pad_to=90)
+  out = linear.linear_probe(train_x[:30],
+                            train_y[:30],
+                            test_x,
+                            test_y,
+                            num_classes=3,
+                            probe=_probe_config(),
+                            seed=0,
+                            pad_to=90)
   assert set(out) == {"top1"} and out["top1"] > 0.9
 
 
 def test_per_class_subsets_are_fixed_per_seed_and_nested():
   labels = np.random.default_rng(4).integers(0, 5, size=200)
-  one, five = (evaluation.per_class_subset(labels, n, seed=7) for n in (1, 5))
+  one, five = (linear.per_class_subset(labels, n, seed=7) for n in (1, 5))
   assert sorted(np.bincount(labels[five])) == [5] * 5
   assert set(one) <= set(five)
-  np.testing.assert_array_equal(
-      five, evaluation.per_class_subset(labels, 5, seed=7))
-  assert not np.array_equal(five, evaluation.per_class_subset(labels, 5, 8))
+  np.testing.assert_array_equal(five, linear.per_class_subset(labels, 5,
+                                                              seed=7))
+  assert not np.array_equal(five, linear.per_class_subset(labels, 5, 8))

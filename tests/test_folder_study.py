@@ -13,8 +13,10 @@ import pytest
 import folder_fake
 from test_config import load_config
 from test_runner import tiny
+
 from vicreg_haiku import runner
-from vicreg_haiku import sources
+from vicreg_haiku.data import class_filter
+from vicreg_haiku.data import sources
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _TINY = ["--config.model.width=4", "--config.model.expander_dims=(32,32,32)",
@@ -27,11 +29,16 @@ _TINY = ["--config.model.width=4", "--config.model.expander_dims=(32,32,32)",
 
 
 def _launch(workdir, *overrides):
-  return subprocess.run(
-      [sys.executable, os.path.join(ROOT, "launch.py"),
-       f"--config={os.path.join(ROOT, 'configs', 'folder.py')}",
-       f"--workdir={workdir}", *_TINY, *overrides],
-      capture_output=True, text=True, timeout=900, cwd=ROOT)
+  return subprocess.run([
+      sys.executable,
+      os.path.join(ROOT, "launch.py"),
+      f"--config={os.path.join(ROOT, 'configs', 'folder.py')}",
+      f"--workdir={workdir}", *_TINY, *overrides
+  ],
+                        capture_output=True,
+                        text=True,
+                        timeout=900,
+                        cwd=ROOT)
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +75,8 @@ def test_every_phase_on_a_folder_through_launch(photos, tmp_path):
 
 def test_unlabelled_photos_pretrain_and_refuse_label_phases(photos, tmp_path):
   unlabelled = photos / "unlabelled"
-  refused = _launch(tmp_path / "refused", f"--config.dataset.folder={unlabelled}",
+  refused = _launch(tmp_path / "refused",
+                    f"--config.dataset.folder={unlabelled}",
                     "--config.mode=all")
   assert refused.returncode == 1
   errors = [l for l in refused.stderr.splitlines() if l.startswith("error:")]
@@ -89,7 +97,8 @@ def test_unlabelled_photos_pretrain_and_refuse_label_phases(photos, tmp_path):
 def fake_imagenet(tmp_path_factory):
   """train/ and val/ with the 100 ImageNet-100 classes and two others."""
   root = tmp_path_factory.mktemp("imagenet")
-  classes = sources.class_filter("imagenet100") + ("n01440764", "n02102040")
+  classes = class_filter.class_filter("imagenet100") + ("n01440764",
+                                                        "n02102040")
   folder_fake.image_folder(str(root), splits=("train", "val"),
                            classes=classes, per_class=1,
                            sizes=((40, 52), (48, 36)))

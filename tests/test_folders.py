@@ -14,13 +14,17 @@ from PIL import Image
 
 import folder_fake
 import pil_reference
-from vicreg_haiku import augmentations
-from vicreg_haiku import datasets
-from vicreg_haiku import decoding
+
 from vicreg_haiku import defaults
-from vicreg_haiku import folder_index
-from vicreg_haiku import pretrain_step
-from vicreg_haiku import sources
+from vicreg_haiku.data import augmentations
+from vicreg_haiku.data import class_filter
+from vicreg_haiku.data import datasets
+from vicreg_haiku.data import decoding
+from vicreg_haiku.data import folder
+from vicreg_haiku.data import folder_index
+from vicreg_haiku.data import shards
+from vicreg_haiku.data import sources
+from vicreg_haiku.training import pretrain_step
 
 
 def _config(root, **dataset):
@@ -35,7 +39,7 @@ def _config(root, **dataset):
 
 def _clear_caches():
   for cached in (sources._split, sources._subset, sources._shard,
-                 sources._folder_index):  # pylint: disable=protected-access
+                 folder._folder_index):  # pylint: disable=protected-access
     cached.cache_clear()
 
 
@@ -149,12 +153,12 @@ def test_splits_joined_root_and_class_filter(imagenet_like):
   assert labels == expected
   config.dataset.classes = "n01440764,n00000000"
   _clear_caches()
-  with pytest.raises(sources.DataError, match="absent from .*n00000000"):
+  with pytest.raises(shards.DataError, match="absent from .*n00000000"):
     sources.split_info(config, "val")
 
 
 def test_imagenet100_list_ships_with_the_package():
-  names = sources.class_filter("imagenet100")
+  names = class_filter.class_filter("imagenet100")
   assert len(names) == len(set(names)) == 100
   assert names[:2] == ("n02869837", "n01749939")
   assert all(n.startswith("n") and len(n) == 9 for n in names)
@@ -172,12 +176,12 @@ def test_unlabelled_folder_and_refusals(tmp_path):
   assert "unlabelled" in datasets.labels_missing(config)
   config.dataset.classes = "a,b"
   _clear_caches()
-  with pytest.raises(sources.DataError, match="unlabelled"):
+  with pytest.raises(shards.DataError, match="unlabelled"):
     sources.split_info(config, ".")
 
   def refused(root, split, match):
     _clear_caches()
-    with pytest.raises(sources.DataError, match=match) as error:
+    with pytest.raises(shards.DataError, match=match) as error:
       sources.split_info(_config(root), split)
     assert "\n" not in str(error.value)
 

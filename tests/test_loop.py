@@ -8,9 +8,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vicreg_haiku import loop
-from vicreg_haiku import models
-from vicreg_haiku import parallel
+from vicreg_haiku.models import transforms
+from vicreg_haiku.training import loop
+from vicreg_haiku.training import parallel
 
 
 @jax.jit
@@ -21,9 +21,10 @@ def _step(state, batch):
 
 
 def _initial():
-  return models.TrainState(step=jnp.zeros([], jnp.int32),
-                           params={"w": jnp.zeros(3)}, net_state={},
-                           opt_state=())
+  return transforms.TrainState(step=jnp.zeros([], jnp.int32),
+                               params={"w": jnp.zeros(3)},
+                               net_state={},
+                               opt_state=())
 
 
 def _ones(start_step):

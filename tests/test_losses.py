@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from vicreg_haiku.losses import vicreg_loss
+from vicreg_haiku.training.losses import vicreg_loss
 
 
 def _np_terms(z_a, z_b, eps=1e-4, *, biased=False, halve_variance=True,

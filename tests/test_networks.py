@@ -8,14 +8,16 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from vicreg_haiku import networks
+from vicreg_haiku.models import heads
+from vicreg_haiku.models import layers
+from vicreg_haiku.models import resnet
 
 
 def _count(params):
   return sum(math.prod(x.shape) for x in jax.tree.leaves(params))
 
 
-def _resnet(cls=networks.ResNet18, **kw):
+def _resnet(cls=resnet.ResNet18, **kw):
   return hk.transform_with_state(lambda x, t: cls(**kw)(x, t))
 
 
@@ -66,7 +68,7 @@ def _init_drawing(model, x, draw=(), seed=0):
   return f, params, state
 
 
-def _init_resnet(x, cls=networks.ResNet18, draw=(), seed=0, **kw):
+def _init_resnet(x, cls=resnet.ResNet18, draw=(), seed=0, **kw):
   return _init_drawing(lambda x, t: cls(**kw)(x, t), x, draw, seed)
 
 
@@ -103,8 +105,9 @@ def _capture(f, params, state, x, is_training, wanted):
 
 # --------------------------------------------------------------- param counts
 
-@pytest.mark.parametrize("cls,expected", [(networks.ResNet18, 11_176_512),
-                                          (networks.ResNet50, 23_508_032)])
+
+@pytest.mark.parametrize("cls,expected", [(resnet.ResNet18, 11_176_512),
+                                          (resnet.ResNet50, 23_508_032)])
 def test_parameter_counts_match_torchvision_without_fc(cls, expected):
   f = _resnet(cls)
   params, state = jax.eval_shape(lambda r, x: f.init(r, x, True),
@@ -113,7 +116,7 @@ def test_parameter_counts_match_torchvision_without_fc(cls, expected):
   out = jax.eval_shape(
       lambda p, s, x: f.apply(p, s, None, x, False)[0], params, state,
       jnp.zeros((2, 64, 64, 3)))
-  assert out.shape == (2, 512 if cls is networks.ResNet18 else 2048)
+  assert out.shape == (2, 512 if cls is resnet.ResNet18 else 2048)
 
 
 # --------------------------------------------------- padding and spatial sizes
@@ -188,7 +191,7 @@ def test_max_pool_custom_vjp_matches_select_and_scatter(size):
   x = np.round(2 * np.maximum(rng.normal(size=(2, size, size, 3)), 0)) / 2
   x[:, 2:7, 1:6] = 0.5
   x = x.astype(np.float32)
-  out, vjp = jax.vjp(networks._max_pool_3x3_s2, x)
+  out, vjp = jax.vjp(layers.max_pool_3x3_s2, x)
   expected_out, expected_vjp = jax.vjp(_plain_max_pool_3x3_s2, x)
   np.testing.assert_array_equal(out, expected_out)
   # Small integer cotangents: sums are exact, so the routing must be equal.
@@ -222,8 +225,7 @@ def test_conv_gradients_match_numpy(kernel, stride, size):
   rng = np.random.default_rng(kernel * 10 + size)
   x = rng.normal(size=(3, size, size, 4)).astype(np.float32)
   w = rng.normal(size=(kernel, kernel, 4, 5)).astype(np.float32)
-  out, vjp = jax.vjp(
-      jax.jit(lambda x, w: networks._conv2d(x, w, stride)), x, w)
+  out, vjp = jax.vjp(jax.jit(lambda x, w: layers._conv2d(x, w, stride)), x, w)
   np.testing.assert_allclose(out, _np_conv(x, w, stride, kernel // 2),
                              rtol=1e-4, atol=1e-4)
   dy = rng.normal(size=out.shape).astype(np.float32)
@@ -294,8 +296,9 @@ def test_cifar_stem_keeps_resolution():
 
 # ---------------------------------------------------------------------- init
 
-@pytest.mark.parametrize("cls,last_bn", [(networks.ResNet18, "batch_norm_1"),
-                                         (networks.ResNet50, "batch_norm_2")])
+
+@pytest.mark.parametrize("cls,last_bn", [(resnet.ResNet18, "batch_norm_1"),
+                                         (resnet.ResNet50, "batch_norm_2")])
 def test_last_bn_of_each_block_is_zero_initialised(cls, last_bn):
   # Only the BatchNorm parameters are read: those are the model's own init.
   _, params, _ = _init_resnet(jnp.zeros((1, 32, 32, 3)), cls, width=2)
@@ -310,11 +313,11 @@ def test_last_bn_of_each_block_is_zero_initialised(cls, last_bn):
     else:
       assert np.all(values["scale"] == 1), module
       one += 1
-  blocks = 8 if cls is networks.ResNet18 else 16
+  blocks = 8 if cls is resnet.ResNet18 else 16
   assert zero == blocks
   # stem + each block's other BNs + the shortcut BNs (ResNet18 has none in
   # stage 0, ResNet50's first block widens the channels 4x).
-  if cls is networks.ResNet18:
+  if cls is resnet.ResNet18:
     assert one == 1 + blocks * 1 + 3
   else:
     assert one == 1 + blocks * 2 + 4
@@ -336,7 +339,7 @@ def test_conv_init_is_kaiming_normal_fan_out():
 
 
 def test_linear_init_is_torch_uniform():
-  f = hk.transform(lambda x: networks.TorchLinear(300)(x))
+  f = hk.transform(lambda x: layers.TorchLinear(300)(x))
   params = f.init(jax.random.PRNGKey(0), jnp.zeros((1, 400)))
   bound = 1 / math.sqrt(400)
   w = np.asarray(params["torch_linear"]["w"])
@@ -351,8 +354,7 @@ def test_linear_init_is_torch_uniform():
 # ----------------------------------------------------------------- BatchNorm
 
 def _bn():
-  return hk.transform_with_state(
-      lambda x, t: networks.BatchNorm()(x, t))
+  return hk.transform_with_state(lambda x, t: layers.BatchNorm()(x, t))
 
 
 def test_batch_norm_training_uses_batch_stats_and_updates_unbiased():
@@ -424,8 +426,8 @@ def test_batch_norm_custom_vjp_matches_autodiff(shape):
   scale, offset, dmean, dvar = rng.normal(size=(4, shape[-1])).astype(
       np.float32)
   dy = rng.normal(size=shape).astype(np.float32)
-  outputs, vjp = jax.vjp(
-      lambda *a: networks._batch_norm_train(*a, 1e-5), x, scale, offset)
+  outputs, vjp = jax.vjp(lambda *a: layers._batch_norm_train(*a, 1e-5), x,
+                         scale, offset)
   expected_outputs, expected_vjp = jax.vjp(
       lambda *a: _plain_batch_norm_train(*a, 1e-5), x, scale, offset)
   # The forward is the plain one, bit for bit; the backward its exact
@@ -458,7 +460,7 @@ def _np_expander(params, x, is_training, state=None):
 def test_expander_layout_and_forward():
   x = jnp.asarray(np.random.default_rng(0).normal(size=(6, 5)), jnp.float32)
   f, params, state = _init_drawing(
-      lambda x, t: networks.Expander((16, 12, 8))(x, t), x)
+      lambda x, t: heads.Expander((16, 12, 8))(x, t), x)
   assert {m: set(v) for m, v in params.items()} == {
       "expander/linear_0": {"w", "b"},
       "expander/batch_norm_0": {"scale", "offset"},

@@ -13,17 +13,19 @@ import torch
 
 from test_config import load_config
 from test_runner import tiny
-from vicreg_haiku import checkpointing
+
 from vicreg_haiku import config_checks
-from vicreg_haiku import datasets
-from vicreg_haiku import models
-from vicreg_haiku import official_probe
-from vicreg_haiku import parallel
-from vicreg_haiku import pretrain_step
-from vicreg_haiku import probing
-from vicreg_haiku import results as results_lib
 from vicreg_haiku import runner
-from vicreg_haiku import writers
+from vicreg_haiku.data import datasets
+from vicreg_haiku.evaluation import official_probe
+from vicreg_haiku.evaluation import probing
+from vicreg_haiku.evaluation import results as results_lib
+from vicreg_haiku.models import transforms
+from vicreg_haiku.training import checkpointing
+from vicreg_haiku.training import parallel
+from vicreg_haiku.training import pretrain_step
+from vicreg_haiku.utils import errors
+from vicreg_haiku.utils import writers
 
 
 def _config(epochs=2):
@@ -37,15 +39,15 @@ def _config(epochs=2):
 def _random_encoder(config):
   """A random-init encoder with BN statistics moved off 0 / 1, so features
   in training mode (batch statistics) differ from inference mode's."""
-  model = models.pretrain_model(config)
+  model = transforms.pretrain_model(config)
   optimizer, _ = pretrain_step.make_optimizer(config, 1)
   state = pretrain_step.init_state(config, model, optimizer)
   rng = np.random.default_rng(0)
   net_state = jax.tree.map(
       lambda x: jnp.asarray(rng.uniform(0.5, 1.5, x.shape), x.dtype)
-      if x.ndim else x, models.encoder_part(state.net_state))
-  return models.Weights(models.encoder_part(state.params), net_state,
-                        "random encoder")
+      if x.ndim else x, transforms.encoder_part(state.net_state))
+  return transforms.Weights(transforms.encoder_part(state.params), net_state,
+                            "random encoder")
 
 
 def test_schedule_and_sgd_follow_torch():
@@ -106,14 +108,16 @@ def test_a_step_trains_the_head_on_inference_mode_features():
   batch = next(datasets.labelled_batches(config, "train", batch_size=64,
                                          augment=True))
   params = head.init(jax.random.key(0), jnp.zeros((1, 32)))
-  state = models.TrainState(jnp.zeros([], jnp.int32), params, {},
-                            optimizer.init(params))
+  state = transforms.TrainState(jnp.zeros([], jnp.int32), params, {},
+                                optimizer.init(params))
   new, metrics = step(state, batch, weights.params, weights.net_state)
 
-  features = np.asarray(models.feature_model(config).apply(
-      weights.params, weights.net_state, None, batch["image"])[0], np.float64)
+  features = np.asarray(
+      transforms.feature_model(config).apply(weights.params, weights.net_state,
+                                             None, batch["image"])[0],
+      np.float64)
   train_mode = hk.transform_with_state(
-      lambda images: models.make_encoder(config)(images, is_training=True))
+      lambda images: transforms.make_encoder(config)(images, is_training=True))
   batch_statistics = train_mode.apply(weights.params, weights.net_state, None,
                                       batch["image"])[0]
   assert not np.allclose(batch_statistics, features, atol=1e-2)
@@ -181,7 +185,7 @@ def test_the_probe_resumes_exactly(tmp_path, capsys):
   assert _probe(config, cut) == expected
   assert f"linear_probe: resuming from step {per_epoch}" in (
       capsys.readouterr().out)
-  with pytest.raises(config_checks.ConfigError,
+  with pytest.raises(errors.ConfigError,
                      match="holds a probe of the encoder random encoder, and "
                      "the encoder now is DIR/pretrain step 9: use a new"):
     _probe(config, cut, source="DIR/pretrain step 9")
@@ -203,7 +207,7 @@ def test_a_batch_larger_than_the_train_split_is_one_line(tmp_path):
 def test_the_official_protocol_refuses_label_budgets():
   config = _config()
   config.linear_probe.labels_per_class = (1, 10)
-  with pytest.raises(config_checks.ConfigError) as error:
+  with pytest.raises(errors.ConfigError) as error:
     config_checks.validate(config, device_count=1)
   assert str(error.value) == (
       "config.linear_probe.labels_per_class=(1, 10): label budgets are probes"
@@ -211,5 +215,5 @@ def test_the_official_protocol_refuses_label_budgets():
       "every label (set it to ())")
   config = _config()
   config.linear_probe.batch_size = 100
-  with pytest.raises(config_checks.ConfigError, match="does not divide"):
+  with pytest.raises(errors.ConfigError, match="does not divide"):
     config_checks.validate(config, device_count=8)

@@ -8,10 +8,11 @@ import numpy as np
 import optax
 
 from test_config import load_config
-from vicreg_haiku import classifier
-from vicreg_haiku import models
-from vicreg_haiku import optimizers
-from vicreg_haiku.optimizers import lars, warmup_cosine
+
+from vicreg_haiku.evaluation import classifier
+from vicreg_haiku.models import transforms
+from vicreg_haiku.training import optimizers
+from vicreg_haiku.training.optimizers import lars, warmup_cosine
 
 _NO_LARS = {("linear", "b"), ("batch_norm", "scale"), ("batch_norm", "offset")}
 
@@ -177,8 +178,8 @@ def test_warmup_cosine_from_the_formula():
 def _train(optimizer, params, grads_seq):
   """optimizers.apply_if_finite (the steps' update) over grads_seq."""
   params = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), params)
-  state = models.TrainState(jnp.zeros([], jnp.int32), params, {},
-                            optimizer.init(params))
+  state = transforms.TrainState(jnp.zeros([], jnp.int32), params, {},
+                                optimizer.init(params))
   step = jax.jit(lambda state, grads: optimizers.apply_if_finite(
       optimizer, state, {}, jnp.float32(0.0), grads))
   for grads in grads_seq:

@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from vicreg_haiku import augmentations as aug
 from vicreg_haiku import defaults
-from vicreg_haiku import photometric_draws
+from vicreg_haiku.data import augmentations
+from vicreg_haiku.data import photometric
+from vicreg_haiku.data import photometric_draws
 
 _RECIPES = pytest.mark.parametrize("name", ["vicreg", "seed"])
 _BENCHMARK = os.path.join(os.path.dirname(__file__), os.pardir, "benchmarks",
@@ -27,11 +28,11 @@ def _edge_uniforms(rng) -> np.ndarray:
   """[B, 2, N]: random rows, then rows that sit on the recipes'
   probabilities (u < p must be strict), at 0 and just below 1. The order
   keys stay distinct (TF's argsort does not promise an order for ties)."""
-  random = rng.random((64, 2, aug.NUM_UNIFORMS), dtype=np.float32)
+  random = rng.random((64, 2, augmentations.NUM_UNIFORMS), dtype=np.float32)
   edges = [0.0, 0.1, 0.2, 0.8, 0.5, np.nextafter(np.float32(1), 0)]
   edge = np.repeat(np.asarray(edges, np.float32)[:, None, None], 2, axis=1)
-  edge = np.repeat(edge, aug.NUM_UNIFORMS, axis=2)
-  order = aug._SLICES["order"]  # pylint: disable=protected-access
+  edge = np.repeat(edge, augmentations.NUM_UNIFORMS, axis=2)
+  order = augmentations._SLICES["order"]  # pylint: disable=protected-access
   edge[:, :, order] = rng.random(edge[:, :, order].shape, dtype=np.float32)
   return np.concatenate([random, edge])
 
@@ -40,7 +41,7 @@ def _edge_uniforms(rng) -> np.ndarray:
 def test_same_uniforms_give_the_same_parameters(name):
   recipe = _recipe(name)
   u = _edge_uniforms(np.random.default_rng(0))
-  expected = aug.view_params(tf.constant(u), recipe)
+  expected = photometric.view_params(tf.constant(u), recipe)
   actual = photometric_draws.view_params(u, recipe)
   assert sorted(actual) == sorted(expected)
   for key, value in expected.items():
@@ -93,8 +94,10 @@ def test_benchmark_draws_have_the_pipelines_distributions(name):
   recipe = _recipe(name)
   n = 20000
   ours = _benchmark_params(name, n)
-  theirs = {k: v.numpy() for k, v in aug.view_params(
-      aug.draw(tf.constant([3, 4]), [n, 2]), recipe).items()}
+  theirs = {
+      k: v.numpy() for k, v in photometric.view_params(
+          augmentations.draw(tf.constant([3, 4]), [n, 2]), recipe).items()
+  }
   jitter_ranges = [(max(0.0, 1 - s), 1 + s) for s in (
       recipe.brightness, recipe.contrast, recipe.saturation)]
   for view in range(2):

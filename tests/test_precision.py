@@ -8,11 +8,16 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from vicreg_haiku import defaults, models, networks, parallel, precision
-from vicreg_haiku import pretrain_step
+from vicreg_haiku import defaults
+from vicreg_haiku.models import heads
+from vicreg_haiku.models import layers
+from vicreg_haiku.models import precision
+from vicreg_haiku.models import resnet
+from vicreg_haiku.models import transforms
+from vicreg_haiku.training import parallel
+from vicreg_haiku.training import pretrain_step
 
-_CLASSES = (networks.ResNet18, networks.ResNet50, networks.Expander,
-            networks.BatchNorm)
+_CLASSES = (resnet.ResNet18, resnet.ResNet50, heads.Expander, layers.BatchNorm)
 
 
 @pytest.fixture
@@ -47,8 +52,8 @@ def _run(images):
       return out
 
     with hk.custom_creator(creator), hk.intercept_methods(interceptor):
-      feats = networks.ResNet18(stem="cifar", width=2)(x, is_training)
-      emb = networks.Expander((8, 4))(feats, is_training)
+      feats = resnet.ResNet18(stem="cifar", width=2)(x, is_training)
+      emb = heads.Expander((8, 4))(feats, is_training)
     return feats, emb, seen["stem"]
 
   f = hk.transform_with_state(forward)
@@ -133,7 +138,7 @@ def test_bfloat16_step_computes_in_bfloat16_on_accelerators(monkeypatch,
   convolution and expander matmul, forward and backward, takes bfloat16
   operands; the only float32 products are the loss's covariance (HIGHEST);
   every buffer of the state is donated to the new state (updated in place)."""
-  monkeypatch.setattr(networks, "_on_xla_cpu", lambda: False)
+  monkeypatch.setattr(layers, "_on_xla_cpu", lambda: False)
   config = defaults.base_config()
   config.model.width = 2
   config.model.expander_dims = (16, 16, 16)
@@ -141,7 +146,7 @@ def test_bfloat16_step_computes_in_bfloat16_on_accelerators(monkeypatch,
   config.precision = "bfloat16"
   precision.set_compute_dtype("bfloat16")
   mesh = parallel.make_mesh()
-  model = models.pretrain_model(config)
+  model = transforms.pretrain_model(config)
   optimizer, schedule = pretrain_step.make_optimizer(config, 10)
   state = jax.eval_shape(
       lambda: pretrain_step.init_state(config, model, optimizer))

@@ -26,29 +26,32 @@ from absl import flags
 
 from test_config import load_config
 from test_runner import tiny
-from vicreg_haiku import checkpointing
-from vicreg_haiku import config_checks
-from vicreg_haiku import datasets
-from vicreg_haiku import models
-from vicreg_haiku import pretrain_step
+
 from vicreg_haiku import pretraining
 from vicreg_haiku import runner
+from vicreg_haiku.data import datasets
+from vicreg_haiku.models import transforms
+from vicreg_haiku.training import checkpointing
+from vicreg_haiku.training import pretrain_step
+from vicreg_haiku.utils import errors
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 import launch  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 # tests/test_runner.py's tiny(), as flags; pretrain only, 6 steps.
-FLAGS = ["--config=configs/digits.py", "--config.mode=pretrain",
-         "--config.model.width=4", "--config.model.expander_dims=(32,32,32)",
-         "--config.dataset.image_size=8", "--config.eval_batch_size=256",
-         "--config.pretrain.batch_size=64", "--config.pretrain.epochs=2",
-         "--config.pretrain.warmup_epochs=1", "--config.pretrain.max_steps=6",
-         "--config.pretrain.log_every_steps=2",
-         "--config.pretrain.checkpoint_every_steps=2",
-         "--config.pretrain.rankme_examples=64",
-         "--config.pretrain.rankme_every_steps=2",
-         "--config.pretrain.knn_every_steps=0"]
+FLAGS = [
+    "--config=configs/digits.py", "--config.mode=pretrain",
+    "--config.model.width=4", "--config.model.expander_dims=(32,32,32)",
+    "--config.dataset.image_size=8", "--config.eval_batch_size=256",
+    "--config.pretrain.batch_size=64", "--config.pretrain.epochs=2",
+    "--config.pretrain.warmup_epochs=1", "--config.pretrain.max_steps=6",
+    "--config.pretrain.log_every_steps=2",
+    "--config.pretrain.checkpoint_every_steps=2",
+    "--config.pretrain.rankme_examples=64",
+    "--config.pretrain.rankme_every_steps=2",
+    "--config.pretrain.knn_every_steps=0"
+]
 NOT_COMPARED = {"examples_per_second"}
 
 
@@ -103,7 +106,7 @@ def one_error_line(stderr):
 def restore(workdir, step=None):
   """The newest checkpoint that restores, or that of `step`."""
   config = tiny(load_config("digits"), max_steps=6)
-  model = models.pretrain_model(config)
+  model = transforms.pretrain_model(config)
   optimizer, _ = pretrain_step.make_optimizer(
       config, datasets.pretrain_steps_per_epoch(config))
   target = jax.eval_shape(
@@ -290,7 +293,7 @@ def test_a_run_from_an_older_version_resumes(tmp_path):
   runner.prepare_workdir(config, workdir)
   path.write_text(json.dumps(written))
   config.finetune.label_fraction = 0.5
-  with pytest.raises(config_checks.ConfigError,
+  with pytest.raises(errors.ConfigError,
                      match=r"finetune.label_fraction: 1.0 -> 0.5"):
     runner.prepare_workdir(config, workdir)
 

@@ -2,8 +2,8 @@
 
 import numpy as np
 
-from vicreg_haiku import plots
-from vicreg_haiku import results
+from vicreg_haiku.evaluation import plots
+from vicreg_haiku.evaluation import results
 
 RESULTS = {
     "pretrain_knn": {"top1": 0.95, "steps": 120},

@@ -10,15 +10,16 @@ import numpy as np
 import pytest
 
 from test_config import load_config
-from vicreg_haiku import checkpointing
-from vicreg_haiku import classifier
-from vicreg_haiku import config_checks
-from vicreg_haiku import datasets
-from vicreg_haiku import models
-from vicreg_haiku import pretrain_step
-from vicreg_haiku import pretrained
+
 from vicreg_haiku import runner
-from vicreg_haiku import sources
+from vicreg_haiku.data import datasets
+from vicreg_haiku.data import tfds_source
+from vicreg_haiku.evaluation import classifier
+from vicreg_haiku.evaluation import pretrained
+from vicreg_haiku.models import transforms
+from vicreg_haiku.training import checkpointing
+from vicreg_haiku.training import pretrain_step
+from vicreg_haiku.utils import errors
 
 
 def tiny(config, **pretrain):
@@ -153,7 +154,7 @@ def test_reused_encoder_gives_the_trained_features(digits_run):
       np.float32)
   features = pretrained.load_encoder(workdir)(images)
   # Independently: the pretraining model's own encoder output, inference BN.
-  model = models.pretrain_model(config)
+  model = transforms.pretrain_model(config)
   optimizer, _ = pretrain_step.make_optimizer(
       config, datasets.pretrain_steps_per_epoch(config))
   target = pretrain_step.init_state(config, model, optimizer)
@@ -177,7 +178,7 @@ def test_a_probe_needs_a_pretrained_encoder(tmp_path):
 def test_a_workdir_refuses_another_config(digits_run):
   _, workdir, _ = digits_run
   config = tiny(load_config("digits"), batch_size=32)
-  with pytest.raises(config_checks.ConfigError,
+  with pytest.raises(errors.ConfigError,
                      match=r"pretrain.batch_size: 64 -> 32"):
     runner.run(config, workdir)
 
@@ -198,7 +199,7 @@ def test_every_phase_on_fake_stl10(fake_stl10_dir, tmp_path):
 
 def test_missing_data_stops_before_the_workdir_is_written(tmp_path,
                                                           monkeypatch):
-  monkeypatch.setattr(sources, "_reachable", lambda *args, **kwargs: False)
+  monkeypatch.setattr(tfds_source, "_reachable", lambda *args, **kwargs: False)
   config = tiny(load_config("stl10"))
   config.dataset.data_dir = str(tmp_path / "empty_tfds")
   with pytest.raises(datasets.DataError, match="not prepared"):
@@ -210,7 +211,7 @@ def test_bfloat16_on_a_cpu_warns_once_and_runs_on(tmp_path, monkeypatch,
                                                   capsys, caplog):
   """A warning with the numbers (console and absl), not a refusal: the run
   goes on (here to the missing-data error that follows the checks)."""
-  monkeypatch.setattr(sources, "_reachable", lambda *args, **kwargs: False)
+  monkeypatch.setattr(tfds_source, "_reachable", lambda *args, **kwargs: False)
   config = tiny(load_config("stl10"))
   config.dataset.data_dir = str(tmp_path / "empty_tfds")
   config.precision = "bfloat16"
@@ -236,7 +237,7 @@ def test_finetune_and_supervised_lower_to_one_program():
   """Their rates are arguments of the step, not constants: the two phases
   compile one program (the second loads it from the compilation cache)."""
   config = tiny(load_config("digits"))
-  model = models.classifier_model(config, datasets.num_classes(config))
+  model = transforms.classifier_model(config, datasets.num_classes(config))
   batch = {"image": jax.ShapeDtypeStruct((16, 8, 8, 3), jnp.float32),
            "label": jax.ShapeDtypeStruct((16,), jnp.int32)}
   texts = []
@@ -295,7 +296,7 @@ def test_a_transfer_that_would_be_ignored_is_refused(digits_run, tmp_path,
   workdir = (digits_workdir if "workdir" in change
              else str(tmp_path / "transfer"))
   before = sorted(os.walk(digits_workdir))
-  with pytest.raises(config_checks.ConfigError, match=words):
+  with pytest.raises(errors.ConfigError, match=words):
     runner.run(config, workdir)
   assert not (tmp_path / "transfer").exists()
   assert sorted(os.walk(digits_workdir)) == before

@@ -15,12 +15,13 @@ from sklearn import model_selection
 import imagenet_fake
 from test_config import load_config
 from test_runner import tiny
-from vicreg_haiku import classifier
-from vicreg_haiku import datasets
-from vicreg_haiku import models
-from vicreg_haiku import parallel
+
 from vicreg_haiku import runner
-from vicreg_haiku import sources
+from vicreg_haiku.data import datasets
+from vicreg_haiku.data import tfds_source
+from vicreg_haiku.evaluation import classifier
+from vicreg_haiku.models import transforms
+from vicreg_haiku.training import parallel
 
 
 @pytest.fixture
@@ -65,10 +66,11 @@ def test_a_label_fraction_trains_both_phases_on_one_per_class_pick(
   assert sum(per_class) == 126
   for phase in classifier.PHASES:
     config[phase].update(label_fraction=0.1, batch_size=42, augment=False)
-  model = models.classifier_model(config, 10)
-  params, net_state = model.init(models.init_key(0, 0),
-                                 jnp.zeros((2, 8, 8, 3)), is_training=True)
-  imported = models.Weights(params, net_state, "random init")
+  model = transforms.classifier_model(config, 10)
+  params, net_state = model.init(transforms.init_key(0, 0),
+                                 jnp.zeros((2, 8, 8, 3)),
+                                 is_training=True)
+  imported = transforms.Weights(params, net_state, "random init")
   mesh = parallel.make_mesh()
   entries = {}
   for phase in classifier.PHASES:
@@ -126,7 +128,7 @@ def offline_subset_list(fake_imagenet, monkeypatch):
   here it gets the fake one."""
   monkeypatch.setattr(tfds.download.DownloadManager, "download",
                       lambda self, url: fake_imagenet.subset_list)
-  monkeypatch.setattr(sources, "_reachable", lambda *args, **kwargs: True)
+  monkeypatch.setattr(tfds_source, "_reachable", lambda *args, **kwargs: True)
 
 
 def test_train_dataset_trains_on_the_simclr_subset(fake_imagenet, tmp_path,
@@ -163,7 +165,7 @@ def test_the_subset_list_unreachable_is_one_line(fake_imagenet, tmp_path,
                                                  monkeypatch):
   """Offline, imagenet2012_subset cannot fetch SimCLR's list: refused at
   once, before anything is written, with the command that prepares it."""
-  monkeypatch.setattr(sources, "_reachable", lambda *args, **kwargs: False)
+  monkeypatch.setattr(tfds_source, "_reachable", lambda *args, **kwargs: False)
   config = tiny(load_config("imagenet"))
   config.dataset.update(dict(data_dir=str(tmp_path / "empty_tfds"),
                              manual_dir=fake_imagenet.manual_dir,

@@ -17,7 +17,9 @@ import importlib.util, sys, tempfile
 spec = importlib.util.spec_from_file_location(
     "train_step", "benchmarks/train_step.py")
 spec.loader.exec_module(importlib.util.module_from_spec(spec))
-from vicreg_haiku import loop, writers  # what --loop_steps imports
+from vicreg_haiku.training import loop  # what --loop_steps imports
+from vicreg_haiku.utils import writers
+
 phase_dir = tempfile.mkdtemp()
 writer = writers.MetricsWriter(phase_dir, tensorboard=False)
 writer.write_scalars(3, {"loss": 0.5})

@@ -8,10 +8,14 @@ import tensorflow as tf
 from PIL import Image
 
 import imagenette_fake
-from vicreg_haiku import datasets
-from vicreg_haiku import decoding
+
 from vicreg_haiku import defaults
-from vicreg_haiku import sources
+from vicreg_haiku.data import class_filter
+from vicreg_haiku.data import datasets
+from vicreg_haiku.data import decoding
+from vicreg_haiku.data import shards
+from vicreg_haiku.data import sources
+from vicreg_haiku.data import tfds_source
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +33,7 @@ def imagenette_dirs(tmp_path_factory):
 @pytest.fixture(autouse=True)
 def fresh_sources():
   for cached in (sources._split, sources._subset, sources._shard,
-                 sources._builder):  # pylint: disable=protected-access
+                 tfds_source._builder):  # pylint: disable=protected-access
     cached.cache_clear()
   yield
 
@@ -96,14 +100,15 @@ def test_class_filter_over_a_tfds_dataset(imagenette_dirs):
     _, examples = _examples(config, "train")
     assert sorted(l for _, l in examples) == [0] * 4 + [1] * 4
     for cached in (sources._split, sources._subset, sources._shard,
-                 sources._builder):  # pylint: disable=protected-access
+                   tfds_source._builder):  # pylint: disable=protected-access
       cached.cache_clear()
 
 
 def test_tfrecord_too_large_for_memory_is_refused(imagenette_dirs):
   dirs, _ = imagenette_dirs
   config = _config(dirs["tfrecord"], in_memory_max_gb=1e-6)
-  with pytest.raises(sources.DataError, match="--file_format=array_record") as error:
+  with pytest.raises(shards.DataError,
+                     match="--file_format=array_record") as error:
     next(datasets.pretrain_batches(config))
   assert "\n" not in str(error.value)
   # Stored as ArrayRecord, the same budget streams from disk instead.
@@ -114,9 +119,9 @@ def test_tfrecord_too_large_for_memory_is_refused(imagenette_dirs):
 
 def test_unknown_names_and_splits_are_refused(imagenette_dirs):
   dirs, _ = imagenette_dirs
-  with pytest.raises(sources.DataError, match="no such split"):
+  with pytest.raises(shards.DataError, match="no such split"):
     sources.split_info(_config(dirs["tfrecord"]), "test")
-  with pytest.raises(sources.DataError, match="neither 'digits', 'folder'"):
+  with pytest.raises(shards.DataError, match="neither 'digits', 'folder'"):
     sources.split_info(_config(None, name="imagenet_no_such"), "train")
 
 
@@ -124,7 +129,7 @@ def test_imagenet2012_is_prepared_from_its_tars(tmp_path):
   """--config.dataset.manual_dir: the real imagenet2012 builder prepares the
   tars (as ArrayRecord, read by index); ImageNet-100 is a filter over it."""
   import imagenet_fake  # pylint: disable=g-import-not-at-top
-  in100 = sources.class_filter("imagenet100")
+  in100 = class_filter.class_filter("imagenet100")
   classes = (in100[0], in100[1], "n01443537")  # two of ImageNet-100's
   imagenet_fake.write_tars(str(tmp_path / "manual"), classes)
   config = _config(str(tmp_path / "tfds"), name="imagenet2012",

@@ -25,14 +25,15 @@ from torch import nn
 
 from test_reliability import ROOT
 from test_reliability import run_launch
-from vicreg_haiku import classifier
+
 from vicreg_haiku import defaults
 from vicreg_haiku import export
-from vicreg_haiku import models
-from vicreg_haiku import networks
-from vicreg_haiku import pretrained
 from vicreg_haiku import runner
-from vicreg_haiku import torch_weights
+from vicreg_haiku.evaluation import classifier
+from vicreg_haiku.evaluation import pretrained
+from vicreg_haiku.models import heads
+from vicreg_haiku.models import torch_weights
+from vicreg_haiku.models import transforms
 
 SIZES = (96, 224, 99)  # 99: odd sizes at every stride-2 layer but the first
 PROJECTOR_DIMS = (64, 64, 32)
@@ -119,8 +120,8 @@ def encoder_passes(encoder: str):
   """jit: (params, state, images) -> (eval features, train features, BN
   state after the train pass); one compile per image shape."""
   net = hk.transform_with_state(
-      lambda images, is_training: models.make_encoder(config_of(encoder))(
-          images, is_training))
+      lambda images, is_training: transforms.make_encoder(config_of(encoder))
+      (images, is_training))
 
   def passes(params, state, images):
     eval_features, _ = net.apply(params, state, None, images, False)
@@ -182,9 +183,8 @@ def test_the_official_stem_and_backbone_layout(imported, tmp_path):
 
 
 def _expander_passes(params, state, inputs):
-  net = hk.transform_with_state(
-      lambda x, is_training: networks.Expander(
-          PROJECTOR_DIMS, name=models.EXPANDER)(x, is_training))
+  net = hk.transform_with_state(lambda x, is_training: heads.Expander(
+      PROJECTOR_DIMS, name=transforms.EXPANDER)(x, is_training))
   outputs = {}
   for train in (False, True):
     outputs[train], new_state = net.apply(params, state, None, inputs, train)
@@ -228,8 +228,8 @@ def test_the_official_full_checkpoint(tmp_path, monkeypatch):
   backbone_only = torch_weights.from_torch(backbone.state_dict(),
                                            config_of("resnet50"))
   for ours, alone in zip((params, state), backbone_only):
-    assert set(models.encoder_part(ours)) == set(alone)
-    jax.tree.map(np.testing.assert_array_equal, models.encoder_part(ours),
+    assert set(transforms.encoder_part(ours)) == set(alone)
+    jax.tree.map(np.testing.assert_array_equal, transforms.encoder_part(ours),
                  alone)
   inputs = np.random.default_rng(4).normal(size=(8, 2048)).astype(np.float32)
   ours, ours_state = _expander_passes(params, state, inputs)
@@ -522,14 +522,13 @@ def test_a_finetune_starts_from_the_imported_encoder(pretrained_from_file,
   imported = pretrained.import_init_from(config)
   encoder = pretrained.pretrained_encoder(config, str(tmp_path), imported)
   assert encoder.source == start_file
-  model = models.classifier_model(config, num_classes=10)
+  model = transforms.classifier_model(config, num_classes=10)
   optimizer = classifier.make_optimizer(
       config, "finetune", classifier.rates(config, "finetune"))
   state = classifier.init_state(config, "finetune", model, optimizer, encoder)
-  assert set(models.encoder_part(state.params)) == set(encoder.params)
-  jax.tree.map(np.testing.assert_array_equal,
-               (models.encoder_part(state.params),
-                models.encoder_part(state.net_state)),
+  assert set(transforms.encoder_part(state.params)) == set(encoder.params)
+  jax.tree.map(np.testing.assert_array_equal, (transforms.encoder_part(
+      state.params), transforms.encoder_part(state.net_state)),
                (encoder.params, encoder.net_state))
 
 

@@ -7,17 +7,14 @@ import difflib
 
 import ml_collections
 
-from vicreg_haiku import precision
+from vicreg_haiku.models import precision
+from vicreg_haiku.utils import errors
 
 MODES = ("all", "pretrain", "linear_probe", "finetune", "supervised")
 ENCODERS = ("resnet18", "resnet50")
 STEMS = ("imagenet", "cifar")
 # probing._PROTOCOLS holds one function for each.
 PROBE_PROTOCOLS = ("features", "official")
-
-
-class ConfigError(ValueError):
-  pass
 
 
 def unknown_key(config: ml_collections.ConfigDict, dotted: str) -> str | None:
@@ -39,26 +36,27 @@ def unknown_key(config: ml_collections.ConfigDict, dotted: str) -> str | None:
 
 def _choice(key: str, value, allowed) -> None:
   if value not in allowed:
-    raise ConfigError(f"config.{key}={value!r} is not one of {allowed}")
+    raise errors.ConfigError(f"config.{key}={value!r} is not one of {allowed}")
 
 
 def _positive(key: str, value, *, zero_ok: bool = False) -> None:
   if value is None or value < 0 or (value == 0 and not zero_ok):
     kind = "non-negative" if zero_ok else "positive"
-    raise ConfigError(f"config.{key}={value!r} must be {kind}")
+    raise errors.ConfigError(f"config.{key}={value!r} must be {kind}")
 
 
 def _probability(key: str, values) -> None:
   for value in values if isinstance(values, (tuple, list)) else (values,):
     if not 0.0 <= value <= 1.0:
-      raise ConfigError(f"config.{key}={values!r}: probabilities lie in [0, 1]")
+      raise errors.ConfigError(
+          f"config.{key}={values!r}: probabilities lie in [0, 1]")
 
 
 def _crop_scale(key: str, value) -> None:
   low, high = value
   if not 0 < low <= high <= 1:
-    raise ConfigError(f"config.{key}={value!r} must satisfy "
-                      "0 < low <= high <= 1")
+    raise errors.ConfigError(f"config.{key}={value!r} must satisfy "
+                             "0 < low <= high <= 1")
 
 
 def _check_views(name: str, views: ml_collections.ConfigDict) -> None:
@@ -72,7 +70,7 @@ def _check_views(name: str, views: ml_collections.ConfigDict) -> None:
   if size < 0 or (size and size % 2 == 0):
     # torchvision's GaussianBlur refuses even sizes too: an even kernel has
     # no centre tap, so it shifts the image by half a pixel.
-    raise ConfigError(
+    raise errors.ConfigError(
         f"config.{key}.blur_kernel_size={size!r} must be a positive odd "
         "number, as torchvision's (or 0: one that holds 3 sigma of the "
         "largest blur_sigma)")
@@ -80,7 +78,7 @@ def _check_views(name: str, views: ml_collections.ConfigDict) -> None:
 
 def _check_official_probe(probe: ml_collections.ConfigDict) -> None:
   if probe.labels_per_class:
-    raise ConfigError(
+    raise errors.ConfigError(
         f"config.linear_probe.labels_per_class={probe.labels_per_class!r}: "
         "label budgets are probes of protocol='features'; the official "
         "protocol trains one head on every label (set it to ())")
@@ -104,8 +102,9 @@ def validate(config: ml_collections.ConfigDict, device_count: int) -> None:
   _positive("dataset.in_memory_max_gb", config.dataset.in_memory_max_gb,
             zero_ok=True)
   if config.dataset.name == "folder" and not config.dataset.folder:
-    raise ConfigError("config.dataset.name='folder' needs "
-                      "--config.dataset.folder=ROOT (a local path or gs://)")
+    raise errors.ConfigError(
+        "config.dataset.name='folder' needs "
+        "--config.dataset.folder=ROOT (a local path or gs://)")
   _positive("model.width", config.model.width)
   for index, dim in enumerate(config.model.expander_dims):
     _positive(f"model.expander_dims[{index}]", dim)
@@ -121,7 +120,7 @@ def validate(config: ml_collections.ConfigDict, device_count: int) -> None:
     sharded = (key != "linear_probe.batch_size"
                or config.linear_probe.protocol == "official")
     if sharded and value % device_count:
-      raise ConfigError(
+      raise errors.ConfigError(
           f"config.{key}={value} does not divide over {device_count} devices;"
           f" use a multiple of {device_count}")
   for phase in ("pretrain", "finetune", "supervised", "linear_probe"):
@@ -129,7 +128,7 @@ def validate(config: ml_collections.ConfigDict, device_count: int) -> None:
   for phase in ("finetune", "supervised"):
     fraction = config[phase].label_fraction
     if fraction is None or not 0 < fraction <= 1:
-      raise ConfigError(
+      raise errors.ConfigError(
           f"config.{phase}.label_fraction={fraction!r} must lie in (0, 1]: "
           "the fraction of every class's labels the phase trains on")
   _positive("pretrain.warmup_epochs", config.pretrain.warmup_epochs,
@@ -155,7 +154,7 @@ def validate(config: ml_collections.ConfigDict, device_count: int) -> None:
           PROBE_PROTOCOLS)
   budgets = config.linear_probe.labels_per_class
   if not all(isinstance(n, int) and n > 0 for n in budgets):
-    raise ConfigError(
+    raise errors.ConfigError(
         f"config.linear_probe.labels_per_class={budgets!r} must be a tuple of "
         "positive ints, labels per class of each extra probe, e.g. (1, 10)")
   if config.linear_probe.protocol == "official":

@@ -96,7 +96,7 @@ def base_config() -> config_dict.ConfigDict:
 
   c.dataset = config_dict.ConfigDict(dict(
       # digits | folder | any tfds image-classification name (stl10, cifar10,
-      # imagenet2012, imagenette, food101, ...): see vicreg_haiku/sources.py.
+      # imagenet2012, imagenette, food101, ...): see vicreg_haiku/data/sources.py.
       name="digits",
       data_dir=config_dict.placeholder(str),  # tfds data_dir; may be gs://
       # tfds datasets prepared from files you download (imagenet2012).

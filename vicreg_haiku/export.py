@@ -86,9 +86,9 @@ def main(argv: list[str] | None = None) -> int:
                       help="add the expander as the official projector")
   args = parser.parse_args(argv)
   # Imported here so that --help and usage errors do not wait for TF and JAX.
-  from vicreg_haiku import errors  # pylint: disable=g-import-not-at-top
-  from vicreg_haiku import pretrained  # pylint: disable=g-import-not-at-top
-  from vicreg_haiku import torch_weights  # pylint: disable=g-import-not-at-top
+  from vicreg_haiku import user_errors  # pylint: disable=g-import-not-at-top
+  from vicreg_haiku.evaluation import pretrained  # pylint: disable=g-import-not-at-top
+  from vicreg_haiku.models import torch_weights  # pylint: disable=g-import-not-at-top
   try:
     config = pretrained.read_config(args.workdir)
     params, net_state, step = pretrained.restore_pretrained(config,
@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     state_dict = torch_weights.to_torch(params, net_state,
                                         expander=args.expander)
     size = torch_weights.write_state_dict(state_dict, args.output)
-  except errors.USER_ERRORS as error:
+  except user_errors.USER_ERRORS as error:
     print(f"error: {error}", file=sys.stderr)
     return 1
   part = "encoder and expander" if args.expander else "encoder"

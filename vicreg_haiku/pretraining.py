@@ -9,15 +9,15 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from vicreg_haiku import datasets
-from vicreg_haiku import evaluation
-from vicreg_haiku import loop
-from vicreg_haiku import models
-from vicreg_haiku import parallel
-from vicreg_haiku import plots
-from vicreg_haiku import pretrain_step
-from vicreg_haiku import results
-from vicreg_haiku import writers
+from vicreg_haiku.data import datasets
+from vicreg_haiku.evaluation import monitors
+from vicreg_haiku.evaluation import plots
+from vicreg_haiku.evaluation import results
+from vicreg_haiku.models import transforms
+from vicreg_haiku.training import loop
+from vicreg_haiku.training import parallel
+from vicreg_haiku.training import pretrain_step
+from vicreg_haiku.utils import writers
 
 PHASE = "pretrain"
 VIEWS_PNG = "views.png"
@@ -47,8 +47,8 @@ def collapse_warning(step: int, scalars, collapse_std: float,
           "learning rate")
 
 
-def _start_from(initial: models.TrainState, imported: models.Weights,
-               optimizer) -> models.TrainState:
+def _start_from(initial: transforms.TrainState, imported: transforms.Weights,
+                optimizer) -> transforms.TrainState:
   """`initial` with the imported params and BN state (the encoder's, and the
   expander's when `imported` has one) and the optimizer state of those."""
   params = {**initial.params, **imported.params}
@@ -57,20 +57,22 @@ def _start_from(initial: models.TrainState, imported: models.Weights,
       opt_state=optimizer.init(params))
 
 
-def run(config: ml_collections.ConfigDict, workdir: str, mesh,
-        imported: models.Weights | None = None) -> dict[str, dict]:
+def run(config: ml_collections.ConfigDict,
+        workdir: str,
+        mesh,
+        imported: transforms.Weights | None = None) -> dict[str, dict]:
   """Pretrains (resuming if it can); returns the final kNN monitor result.
 
   `imported` (config.model.init_from) is where a fresh run starts from; the
   runner passes None once the workdir has a checkpoint to resume.
   """
   phase_dir = os.path.join(workdir, PHASE)
-  model = models.pretrain_model(config)
+  model = transforms.pretrain_model(config)
   optimizer, schedule = pretrain_step.make_optimizer(
       config, datasets.pretrain_steps_per_epoch(config))
   p = config.pretrain
   step_fn = pretrain_step.jit_step(config, model, optimizer, schedule, mesh)
-  monitor = evaluation.Monitor(config, mesh)
+  monitor = monitors.Monitor(config, mesh)
 
   steps = total_steps(config)
   log_every = loop.cadence(p.log_every_steps, steps, LOG_POINTS)

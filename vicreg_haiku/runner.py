@@ -12,19 +12,21 @@ import ml_collections
 import tensorflow as tf
 from absl import logging
 
-from vicreg_haiku import classifier
 from vicreg_haiku import config_checks
-from vicreg_haiku import datasets
 from vicreg_haiku import defaults
-from vicreg_haiku import models
-from vicreg_haiku import official_probe
-from vicreg_haiku import parallel
-from vicreg_haiku import precision
-from vicreg_haiku import pretrained
 from vicreg_haiku import pretraining
-from vicreg_haiku import probing
-from vicreg_haiku import results
-from vicreg_haiku import writers
+from vicreg_haiku.data import datasets
+from vicreg_haiku.evaluation import classifier
+from vicreg_haiku.evaluation import official_probe
+from vicreg_haiku.evaluation import pretrained
+from vicreg_haiku.evaluation import probing
+from vicreg_haiku.evaluation import results
+from vicreg_haiku.models import precision
+from vicreg_haiku.models import transforms
+from vicreg_haiku.training import parallel
+from vicreg_haiku.training import pretrain_step
+from vicreg_haiku.utils import errors
+from vicreg_haiku.utils import writers
 
 PHASES = ("pretrain", "linear_probe", "finetune", "supervised")
 # The phases that train or evaluate on labels.
@@ -66,7 +68,7 @@ def prepare_workdir(config: ml_collections.ConfigDict, workdir: str) -> None:
     with tf.io.gfile.GFile(path) as f:
       changes = _config_changes(json.load(f), resolved)
     if changes and not config.allow_config_change:
-      raise config_checks.ConfigError(
+      raise errors.ConfigError(
           f"{workdir} holds a run of a different config ({'; '.join(changes)});"
           " use a new --workdir, or --config.allow_config_change=True to "
           "resume with the new settings")
@@ -76,12 +78,13 @@ def prepare_workdir(config: ml_collections.ConfigDict, workdir: str) -> None:
     tf.io.gfile.makedirs(workdir)
     writers.write_atomically(path, json.dumps(resolved, indent=2) + "\n")
   except (OSError, tf.errors.OpError) as error:
-    raise config_checks.ConfigError(
-        f"--workdir={workdir} is not writable ({error}); choose another") from None
+    raise errors.ConfigError(
+        f"--workdir={workdir} is not writable ({error}); choose another"
+    ) from None
 
 
-def _imported_weights(config: ml_collections.ConfigDict, workdir: str
-                      ) -> models.Weights | None:
+def _imported_weights(config: ml_collections.ConfigDict,
+                      workdir: str) -> transforms.Weights | None:
   """config.model.init_from, read before anything is written (config.json
   included) and refused there if unusable, when a phase will start from it:
   none does once the workdir has pretraining checkpoints (a resumed run never
@@ -92,7 +95,7 @@ def _imported_weights(config: ml_collections.ConfigDict, workdir: str
   if config.model.init_from is not None:
     return pretrained.import_init_from(config)
   if config.mode in ("linear_probe", "finetune"):
-    directory = os.path.join(workdir, pretraining.PHASE, "checkpoints")
+    directory = os.path.join(workdir, pretrain_step.PHASE, "checkpoints")
     raise pretrained.MissingEncoderError(
         f"no pretrained encoder in {directory}: run the pretrain phase first "
         "(--config.mode=pretrain or all) or set --config.model.init_from")
@@ -149,7 +152,7 @@ def _check_data(config: ml_collections.ConfigDict, phases) -> None:
 
 
 def _run_phase(phase: str, config, workdir: str, mesh,
-               imported: models.Weights | None) -> dict[str, dict]:
+               imported: transforms.Weights | None) -> dict[str, dict]:
   if phase == "pretrain":
     return pretraining.run(config, workdir, mesh, imported)
   if phase == "linear_probe":

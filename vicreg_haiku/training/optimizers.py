@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from vicreg_haiku import models
+from vicreg_haiku.models import transforms
 
 # Haiku names of the parameters LARS leaves alone: biases ("b") and
 # BatchNorm scale/offset. Selected by name, never by ndim.
@@ -100,8 +100,8 @@ def warmup_cosine(base_lr: float, batch_size: int, warmup_steps: int,
   return schedule
 
 
-def keep_if_finite(state: models.TrainState, new: models.TrainState, loss,
-                   grads, updates):
+def keep_if_finite(state: transforms.TrainState, new: transforms.TrainState,
+                   loss, grads, updates):
   """`new` when the loss, gradients and updates are finite, else `state` one
   step on (the loop then stops or counts the step). The update is checked
   too: a finite gradient times a huge learning rate overflows.
@@ -135,11 +135,11 @@ def _with_counts(opt_state: optax.OptState, count: jax.Array
 
 
 def apply_if_finite(optimizer: optax.GradientTransformation,
-                    state: models.TrainState, net_state, loss, grads):
+                    state: transforms.TrainState, net_state, loss, grads):
   """One optimizer step from `state` (new BN state `net_state`), dropped by
   keep_if_finite when anything is non-finite. Returns (state, metrics)."""
   updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
-  new = models.TrainState(state.step + 1,
-                          optax.apply_updates(state.params, updates),
-                          net_state, opt_state)
+  new = transforms.TrainState(state.step + 1,
+                              optax.apply_updates(state.params, updates),
+                              net_state, opt_state)
   return keep_if_finite(state, new, loss, grads, updates)

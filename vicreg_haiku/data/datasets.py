@@ -21,12 +21,14 @@ import ml_collections
 import numpy as np
 import tensorflow as tf
 
-from vicreg_haiku import augmentations
-from vicreg_haiku import sources
+from vicreg_haiku.data import augmentations
+from vicreg_haiku.data import photometric
+from vicreg_haiku.data import shards
+from vicreg_haiku.data import sources
 
 Config = ml_collections.ConfigDict
 Batch = dict[str, np.ndarray]
-DataError = sources.DataError
+DataError = shards.DataError
 
 # Examples per call of the batched half of a pipeline (see _batched).
 _FINISH_CHUNK = 16
@@ -150,7 +152,7 @@ def _draws(key: Sequence[int], epoch, example, shape: Sequence[int]
   return augmentations.draw(_key(*key, epoch, example), shape)
 
 
-def _global_ids(shard: sources.Shard) -> tf.Tensor:
+def _global_ids(shard: shards.Shard) -> tf.Tensor:
   return tf.constant(shard.global_ids, tf.int64)
 
 
@@ -169,7 +171,8 @@ def _batched(order: tf.data.Dataset, per_example, per_batch,
   ds = ds.batch(chunk, drop_remainder=True)
   ds = _parallel_map(ds, per_batch)
   ds = ds.rebatch(batch, drop_remainder=True)
-  return ds.prefetch(tf.data.AUTOTUNE).with_options(_options()).as_numpy_iterator()
+  return ds.prefetch(tf.data.AUTOTUNE).with_options(
+      _options()).as_numpy_iterator()
 
 
 def pretrain_batches(
@@ -203,15 +206,15 @@ def pretrain_batches(
 
   def per_batch(crops, u):
     if config.pretrain.augment_on == "device":
-      return dict(augmentations.view_params(u, recipe), crops=crops)
-    view_a, view_b = augmentations.finish_views(crops, u, recipe)
+      return dict(photometric.view_params(u, recipe), crops=crops)
+    view_a, view_b = photometric.finish_views(crops, u, recipe)
     return {"view_a": view_a, "view_b": view_b}
 
   order = _example_order(shard.size, batch, steps, start_step, config.seed)
   return _batched(order, per_example, per_batch, batch)
 
 
-def _needs_labels(shard: sources.Shard, what: str) -> None:
+def _needs_labels(shard: shards.Shard, what: str) -> None:
   if not shard.info.labelled:
     raise DataError(f"{what} needs labels, but {shard.info.description} is "
                     "unlabelled (images directly in it): point the split at "
@@ -265,15 +268,17 @@ def labelled_batches(
     return x, label
 
   def per_batch(x, label):
-    return {"image": augmentations.normalize(x, recipe.mean, recipe.std),
-            "label": label}
+    return {
+        "image": photometric.normalize(x, recipe.mean, recipe.std),
+        "label": label
+    }
 
   order = _example_order(shard.size, batch, steps, start_step,
                          config.seed + seed_offset)
   return _batched(order, per_example, per_batch, batch)
 
 
-def _eval_view(config: Config, shard: sources.Shard, image) -> tf.Tensor:
+def _eval_view(config: Config, shard: shards.Shard, image) -> tf.Tensor:
   return augmentations.eval_view(
       image, config.dataset.image_size, _recipe(config).interpolation,
       shard.info.image_shape, encoded=not shard.decoded)
@@ -304,8 +309,11 @@ def eval_batches(
     mask = i < n
     image, label = shard.read(tf.minimum(i, n - 1))
     x = _eval_view(config, shard, image)
-    return {"image": augmentations.normalize(x, recipe.mean, recipe.std),
-            "label": tf.where(mask, label, 0), "mask": mask}
+    return {
+        "image": photometric.normalize(x, recipe.mean, recipe.std),
+        "label": tf.where(mask, label, 0),
+        "mask": mask
+    }
 
   ds = _parallel_map(tf.data.Dataset.range(padded), apply).batch(batch)
   ds = ds.prefetch(tf.data.AUTOTUNE)

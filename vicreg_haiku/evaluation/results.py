@@ -16,9 +16,9 @@ from typing import Mapping
 import numpy as np
 import tensorflow as tf
 
-from vicreg_haiku import plots
-from vicreg_haiku import probing
-from vicreg_haiku import writers
+from vicreg_haiku.evaluation import plots
+from vicreg_haiku.evaluation import probing
+from vicreg_haiku.utils import writers
 
 RESULTS_JSON = "results.json"
 RESULTS_MD = "results.md"
@@ -150,11 +150,12 @@ def summary(results: Mapping[str, Mapping]) -> str | None:
     where = ("with every label" if per_class is None
              else f"at {per_class} labels per class")
     if vicreg and raw and random_init:
-      parts.append(f"VICReg probe {_points(vicreg, raw):+.1f} points of top-1 "
-                   f"against raw pixels and {_points(vicreg, random_init):+.1f} "
-                   f"against a random-init encoder {where} "
-                   f"({vicreg['top1']:.3f}, {raw['top1']:.3f}, "
-                   f"{random_init['top1']:.3f})")
+      parts.append(
+          f"VICReg probe {_points(vicreg, raw):+.1f} points of top-1 "
+          f"against raw pixels and {_points(vicreg, random_init):+.1f} "
+          f"against a random-init encoder {where} "
+          f"({vicreg['top1']:.3f}, {raw['top1']:.3f}, "
+          f"{random_init['top1']:.3f})")
   if list(_end_to_end_groups(results).values()) == [list(_END_TO_END)]:
     finetune, scratch = results["finetune"], results["supervised"]
     parts.append(f"fine-tune {_points(finetune, scratch):+.1f} against the "

@@ -1,6 +1,6 @@
 """Loading a pretrained encoder from a workdir, for the later phases and users.
 
-    from vicreg_haiku import pretrained
+    from vicreg_haiku.evaluation import pretrained
     encoder = pretrained.load_encoder("/tmp/vicreg_digits")
     features = encoder(images)  # float32 [B, S, S, 3], normalised -> [B, F]
 
@@ -18,15 +18,14 @@ import ml_collections
 import numpy as np
 import tensorflow as tf
 
-from vicreg_haiku import checkpointing
-from vicreg_haiku import config_checks
-from vicreg_haiku import evaluation
-from vicreg_haiku import models
-from vicreg_haiku import parallel
-from vicreg_haiku import precision
-from vicreg_haiku import pretrain_step
-from vicreg_haiku import pretraining
-from vicreg_haiku import torch_weights
+from vicreg_haiku.evaluation import features
+from vicreg_haiku.models import precision
+from vicreg_haiku.models import torch_weights
+from vicreg_haiku.models import transforms
+from vicreg_haiku.training import checkpointing
+from vicreg_haiku.training import parallel
+from vicreg_haiku.training import pretrain_step
+from vicreg_haiku.utils import errors
 
 CONFIG_FILE = "config.json"
 # The config.model keys that fix the shapes of the encoder and expander.
@@ -46,7 +45,7 @@ def read_config(workdir: str) -> ml_collections.ConfigDict:
 
 
 def _checkpoints(workdir: str) -> str:
-  return os.path.join(workdir, pretraining.PHASE, "checkpoints")
+  return os.path.join(workdir, pretrain_step.PHASE, "checkpoints")
 
 
 def has_checkpoint(workdir: str) -> bool:
@@ -61,7 +60,7 @@ def restore_pretrained(config: ml_collections.ConfigDict, workdir: str
   """Params and BN state (encoder and expander) of the newest pretraining
   checkpoint, and its step."""
   directory = _checkpoints(workdir)
-  model = models.pretrain_model(config)
+  model = transforms.pretrain_model(config)
   # Only the optimizer state's structure matters here, which the schedule's
   # length does not change: no need to read the dataset's size.
   optimizer, _ = pretrain_step.make_optimizer(config, steps_per_epoch=1)
@@ -85,10 +84,11 @@ def restore_encoder(config: ml_collections.ConfigDict, workdir: str
                     ) -> tuple[hk.Params, hk.State, int]:
   """The encoder params and BN state of the newest pretraining checkpoint."""
   params, net_state, step = restore_pretrained(config, workdir)
-  return models.encoder_part(params), models.encoder_part(net_state), step
+  return transforms.encoder_part(params), transforms.encoder_part(
+      net_state), step
 
 
-def import_init_from(config: ml_collections.ConfigDict) -> models.Weights:
+def import_init_from(config: ml_collections.ConfigDict) -> transforms.Weights:
   """config.model.init_from read and checked against config.model.
 
   A .pth / .pt file gives the encoder, and the expander when the file has a
@@ -107,7 +107,7 @@ def import_init_from(config: ml_collections.ConfigDict) -> models.Weights:
     raise MissingEncoderError(
         f"config.model.init_from={source!r}: no such file or workdir")
   replicated = parallel.replicate((params, net_state), parallel.make_mesh())
-  return models.Weights(*replicated, described)
+  return transforms.Weights(*replicated, described)
 
 
 def _restore_other(config: ml_collections.ConfigDict, workdir: str):
@@ -145,16 +145,16 @@ def adopt_encoder_workdir(config: ml_collections.ConfigDict,
     return
   where = f"config.linear_probe.encoder_workdir={source}"
   if config.mode != "linear_probe":
-    raise config_checks.ConfigError(
+    raise errors.ConfigError(
         f"{where} probes another workdir's encoder: use it with "
         "--config.mode=linear_probe (to start pretraining from it, set "
         "--config.model.init_from instead)")
   if config.model.init_from not in (None, source):
-    raise config_checks.ConfigError(
+    raise errors.ConfigError(
         f"{where} and config.model.init_from={config.model.init_from} name "
         "two encoders: set one")
   if has_checkpoint(workdir):
-    raise config_checks.ConfigError(
+    raise errors.ConfigError(
         f"{where}, but --workdir={workdir} holds its own pretraining, which "
         "a probe there uses: choose a new --workdir for the transfer")
   if not has_checkpoint(source):
@@ -166,17 +166,18 @@ def adopt_encoder_workdir(config: ml_collections.ConfigDict,
   config.model.init_from = source
 
 
-def pretrained_encoder(config: ml_collections.ConfigDict, workdir: str,
-                       imported: models.Weights | None) -> models.Weights:
+def pretrained_encoder(
+    config: ml_collections.ConfigDict, workdir: str,
+    imported: transforms.Weights | None) -> transforms.Weights:
   """The encoder a probe or fine-tune starts from: `workdir`'s newest
   pretraining checkpoint, else the `imported` one (config.model.init_from)."""
   if imported is None or has_checkpoint(workdir):
     params, net_state, step = restore_encoder(config, workdir)
-    return models.Weights(params, net_state,
-                          f"{workdir}/pretrain step {step}")
-  return models.Weights(models.encoder_part(imported.params),
-                        models.encoder_part(imported.net_state),
-                        imported.source)
+    return transforms.Weights(params, net_state,
+                              f"{workdir}/pretrain step {step}")
+  return transforms.Weights(transforms.encoder_part(imported.params),
+                            transforms.encoder_part(imported.net_state),
+                            imported.source)
 
 
 def load_encoder(workdir: str) -> Callable[[np.ndarray], np.ndarray]:
@@ -188,4 +189,4 @@ def load_encoder(workdir: str) -> Callable[[np.ndarray], np.ndarray]:
   config = read_config(workdir)
   precision.set_compute_dtype(config.precision)
   params, net_state, _ = restore_encoder(config, workdir)
-  return evaluation.encoder_features(config)(params, net_state)
+  return features.encoder_features(config)(params, net_state)

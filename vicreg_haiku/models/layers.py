@@ -1,17 +1,14 @@
-"""ResNet encoders and the VICReg expander, laid out as torchvision's.
+"""The layers of the encoders and the expander, laid out as PyTorch's.
 
-Padding is explicit and symmetric (7x7/2 pad 3, 3x3 pad 1, max-pool 3/2 pad 1),
-as in torchvision, not SAME: SAME pads stride-2 layers asymmetrically, so
-ported torchvision or official VICReg weights would give different outputs.
-Initialisation and BatchNorm follow PyTorch too: kaiming-normal fan-out convs,
+Initialisation and BatchNorm follow PyTorch: kaiming-normal fan-out convs,
 torch's default Linear init, BN momentum 0.1 (decay 0.9), eps 1e-5, the running
-variance updated with the unbiased batch variance, and the last BN of every
-residual block zero-initialised (the official `zero_init_residual=True`).
+variance updated with the unbiased batch variance. On XLA:CPU the
+convolutions' and BatchNorm's gradients take faster paths of the same maths
+(BENCHMARKS.md); elsewhere they are plain autodiff.
 """
 
 import functools
 import math
-from typing import Sequence
 
 import haiku as hk
 import jax
@@ -172,7 +169,7 @@ def _conv2d_bwd(stride, residuals, dy):
 _conv2d.defvjp(_conv2d_fwd, _conv2d_bwd)
 
 
-class _Conv(hk.Module):
+class Conv(hk.Module):
   """A bias-free convolution; parameter "w" laid out as hk.Conv2D's (HWIO)."""
 
   def __init__(self, channels: int, kernel: int, stride: int, name: str):
@@ -191,14 +188,14 @@ _POOL_PADDING = ((0, 0), (1, 1), (1, 1), (0, 0))
 
 
 @jax.custom_vjp
-def _max_pool_3x3_s2(x: jax.Array) -> jax.Array:
+def max_pool_3x3_s2(x: jax.Array) -> jax.Array:
   # torch pads the max-pool with -inf, one pixel on every side.
   return jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, 3, 3, 1),
                                (1, 2, 2, 1), _POOL_PADDING)
 
 
 def _max_pool_fwd(x):
-  return _max_pool_3x3_s2(x), x
+  return max_pool_3x3_s2(x), x
 
 
 def _max_pool_bwd(x, dy):
@@ -233,99 +230,7 @@ def _max_pool_bwd(x, dy):
   return (dx[:, 1:-1, 1:-1],)
 
 
-_max_pool_3x3_s2.defvjp(_max_pool_fwd, _max_pool_bwd)
-
-
-class _BasicBlock(hk.Module):
-  expansion = 1
-
-  def __init__(self, channels: int, stride: int, name: str):
-    super().__init__(name=name)
-    self._channels = channels
-    self._stride = stride
-
-  def __call__(self, x, is_training):
-    shortcut = x
-    if self._stride != 1 or x.shape[-1] != self._channels:
-      shortcut = _Conv(self._channels, 1, self._stride, "shortcut_conv")(x)
-      shortcut = BatchNorm(name="shortcut_batch_norm")(shortcut, is_training)
-    y = _Conv(self._channels, 3, self._stride, "conv_0")(x)
-    y = jax.nn.relu(BatchNorm(name="batch_norm_0")(y, is_training))
-    y = _Conv(self._channels, 3, 1, "conv_1")(y)
-    y = BatchNorm(zero_init=True, name="batch_norm_1")(y, is_training)
-    return jax.nn.relu(y + shortcut)
-
-
-class _Bottleneck(hk.Module):
-  """torchvision's v1.5 bottleneck: the stride sits on the 3x3 conv."""
-  expansion = 4
-
-  def __init__(self, channels: int, stride: int, name: str):
-    super().__init__(name=name)
-    self._channels = channels
-    self._stride = stride
-
-  def __call__(self, x, is_training):
-    out_channels = self._channels * self.expansion
-    shortcut = x
-    if self._stride != 1 or x.shape[-1] != out_channels:
-      shortcut = _Conv(out_channels, 1, self._stride, "shortcut_conv")(x)
-      shortcut = BatchNorm(name="shortcut_batch_norm")(shortcut, is_training)
-    y = _Conv(self._channels, 1, 1, "conv_0")(x)
-    y = jax.nn.relu(BatchNorm(name="batch_norm_0")(y, is_training))
-    y = _Conv(self._channels, 3, self._stride, "conv_1")(y)
-    y = jax.nn.relu(BatchNorm(name="batch_norm_1")(y, is_training))
-    y = _Conv(out_channels, 1, 1, "conv_2")(y)
-    y = BatchNorm(zero_init=True, name="batch_norm_2")(y, is_training)
-    return jax.nn.relu(y + shortcut)
-
-
-class _ResNet(hk.Module):
-  """A torchvision ResNet without its classifier: images -> pooled features."""
-
-  def __init__(self, block, blocks_per_stage: Sequence[int], stem: str,
-               width: int, name: str | None):
-    super().__init__(name=name)
-    if stem not in ("imagenet", "cifar"):
-      raise ValueError(f"stem must be 'imagenet' or 'cifar', got {stem!r}")
-    self._block = block
-    self._blocks_per_stage = blocks_per_stage
-    self._stem = stem
-    self._width = width
-
-  @property
-  def feature_dim(self) -> int:
-    return self._width * 8 * self._block.expansion
-
-  def __call__(self, images: jax.Array, is_training: bool) -> jax.Array:
-    if self._stem == "imagenet":
-      x = _Conv(self._width, 7, 2, "stem_conv")(images)
-    else:  # CIFAR variant: a 3x3 stride-1 conv and no max-pool.
-      x = _Conv(self._width, 3, 1, "stem_conv")(images)
-    x = jax.nn.relu(BatchNorm(name="stem_batch_norm")(x, is_training))
-    if self._stem == "imagenet":
-      x = _max_pool_3x3_s2(x)
-    for stage, num_blocks in enumerate(self._blocks_per_stage):
-      channels = self._width * 2**stage
-      for index in range(num_blocks):
-        stride = 2 if stage > 0 and index == 0 else 1
-        x = self._block(channels, stride, f"stage_{stage}_block_{index}")(
-            x, is_training)
-    return jnp.mean(x, axis=(1, 2))
-
-
-class ResNet18(_ResNet):
-
-  def __init__(self, stem: str = "imagenet", width: int = 64,
-               name: str | None = None):
-    super().__init__(_BasicBlock, (2, 2, 2, 2), stem, width, name)
-
-
-class ResNet50(_ResNet):
-
-  def __init__(self, stem: str = "imagenet", width: int = 64,
-               name: str | None = None):
-    super().__init__(_Bottleneck, (3, 4, 6, 3), stem, width, name)
+max_pool_3x3_s2.defvjp(_max_pool_fwd, _max_pool_bwd)
 
 
 class TorchLinear(hk.Module):
@@ -346,42 +251,3 @@ class TorchLinear(hk.Module):
     if self._with_bias:
       y = y + hk.get_parameter("b", [self._output_size], x.dtype, init=uniform)
     return y
-
-
-class Expander(hk.Module):
-  """The VICReg projector: (Linear + BN + ReLU) per hidden size, then Linear.
-
-  `dims=(8192, 8192, 8192)` is the official `--mlp 8192-8192-8192`. The last
-  Linear has no bias and nothing after it. The BatchNorms run in training mode
-  while pretraining (`is_training=True`), as in the official code.
-  """
-
-  def __init__(self, dims: Sequence[int], name: str | None = None):
-    super().__init__(name=name)
-    if not dims:
-      raise ValueError("Expander needs at least one output size")
-    self._dims = tuple(dims)
-
-  def __call__(self, x: jax.Array, is_training: bool) -> jax.Array:
-    for index, size in enumerate(self._dims[:-1]):
-      x = TorchLinear(size, name=f"linear_{index}")(x)
-      x = BatchNorm(name=f"batch_norm_{index}")(x, is_training)
-      x = jax.nn.relu(x)
-    last = len(self._dims) - 1
-    return TorchLinear(self._dims[-1], with_bias=False,
-                       name=f"linear_{last}")(x)
-
-
-class LinearHead(hk.Module):
-  """The evaluation classifier, initialised as the official linear eval."""
-
-  def __init__(self, num_classes: int, name: str | None = "head"):
-    super().__init__(name=name)
-    self._num_classes = num_classes
-
-  def __call__(self, features: jax.Array) -> jax.Array:
-    return hk.Linear(self._num_classes,
-                     w_init=hk.initializers.RandomNormal(0.01))(features)
-
-
-ENCODERS = {"resnet18": ResNet18, "resnet50": ResNet50}

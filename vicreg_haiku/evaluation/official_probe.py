@@ -32,15 +32,16 @@ import numpy as np
 import optax
 from etils import epath
 
-from vicreg_haiku import config_checks
-from vicreg_haiku import datasets
-from vicreg_haiku import evaluation
-from vicreg_haiku import loop
-from vicreg_haiku import models
-from vicreg_haiku import networks
-from vicreg_haiku import optimizers
-from vicreg_haiku import parallel
-from vicreg_haiku import writers
+from vicreg_haiku.data import datasets
+from vicreg_haiku.evaluation import features
+from vicreg_haiku.evaluation import metrics
+from vicreg_haiku.models import heads
+from vicreg_haiku.models import transforms
+from vicreg_haiku.training import loop
+from vicreg_haiku.training import optimizers
+from vicreg_haiku.training import parallel
+from vicreg_haiku.utils import errors
+from vicreg_haiku.utils import writers
 
 PHASE = "linear_probe"
 # WORKDIR/linear_probe/ENCODER_FILE: where the probed encoder came from.
@@ -99,8 +100,8 @@ def make_optimizer(config: ml_collections.ConfigDict
 
 def head_model(num_classes: int) -> hk.Transformed:
   """features -> logits, the head alone (the encoder is frozen)."""
-  return hk.without_apply_rng(hk.transform(
-      lambda features: networks.LinearHead(num_classes)(features)))
+  return hk.without_apply_rng(
+      hk.transform(lambda features: heads.LinearHead(num_classes)(features)))
 
 
 def make_step(config: ml_collections.ConfigDict, head: hk.Transformed,
@@ -108,7 +109,7 @@ def make_step(config: ml_collections.ConfigDict, head: hk.Transformed,
               schedule: optax.Schedule):
   """step(state, batch, encoder_params, encoder_state): one SGD step of the
   head on the frozen encoder's inference-mode features."""
-  feature_apply = models.feature_model(config).apply
+  feature_apply = transforms.feature_model(config).apply
 
   def loss_fn(head_params, features, labels):
     logits = head.apply(head_params, features)
@@ -116,7 +117,7 @@ def make_step(config: ml_collections.ConfigDict, head: hk.Transformed,
         logits, labels))
     return loss, jnp.mean(jnp.argmax(logits, -1) == labels)
 
-  def step(state: models.TrainState, batch, encoder_params, encoder_state):
+  def step(state: transforms.TrainState, batch, encoder_params, encoder_state):
     features, _ = feature_apply(encoder_params, encoder_state, None,
                                 batch["image"])
     features = jax.lax.stop_gradient(features.astype(jnp.float32))
@@ -134,10 +135,12 @@ def _scorer(head: hk.Transformed, test_features: np.ndarray,
             test_labels: np.ndarray):
   """state -> {"test_top1", ("test_top5")}: the head on the test features."""
 
-  def score(state: models.TrainState) -> dict[str, float]:
+  def score(state: transforms.TrainState) -> dict[str, float]:
     logits = head.apply(parallel.to_host(state.params), test_features)
-    return {f"test_{name}": value for name, value in
-            evaluation.accuracies(np.asarray(logits), test_labels).items()}
+    return {
+        f"test_{name}": value for name, value in metrics.accuracies(
+            np.asarray(logits), test_labels).items()
+    }
 
   return score
 
@@ -170,11 +173,11 @@ def _pin_encoder(phase_dir: str, source: str) -> None:
   if jax.process_count() > 1:
     problem = parallel.broadcast_text(problem)
   if problem:
-    raise config_checks.ConfigError(problem)
+    raise errors.ConfigError(problem)
 
 
 def run(config: ml_collections.ConfigDict, workdir: str, mesh,
-        weights: models.Weights) -> dict[str, dict]:
+        weights: transforms.Weights) -> dict[str, dict]:
   """The official linear evaluation of `weights`' encoder; results entries."""
   probe, split = config.linear_probe, config.dataset.train_split
   phase_dir = os.path.join(workdir, PHASE)
@@ -183,9 +186,9 @@ def run(config: ml_collections.ConfigDict, workdir: str, mesh,
   head = head_model(num_classes)
   optimizer, schedule = make_optimizer(config)
   per_epoch, total = steps(config)
-  test_features, test_labels = evaluation.extract(
-      config, evaluation.encoder_features(config)(weights.params,
-                                                  weights.net_state),
+  test_features, test_labels = features.extract(
+      config,
+      features.encoder_features(config)(weights.params, weights.net_state),
       config.dataset.test_split, mesh)
   score = _scorer(head, test_features, test_labels)
   step_fn = functools.partial(
@@ -199,10 +202,10 @@ def run(config: ml_collections.ConfigDict, workdir: str, mesh,
         augment=True, crop_scale=probe.official.crop_scale,
         interpolation="bilinear", flip_prob=0.5, seed_offset=_STREAM_OFFSET)
 
-  params = head.init(models.init_key(config.seed, _HEAD_INIT_STREAM),
+  params = head.init(transforms.init_key(config.seed, _HEAD_INIT_STREAM),
                      jnp.zeros((1, test_features.shape[1]), jnp.float32))
-  initial = models.TrainState(jnp.zeros([], jnp.int32), params, {},
-                              optimizer.init(params))
+  initial = transforms.TrainState(jnp.zeros([], jnp.int32), params, {},
+                                  optimizer.init(params))
   loop_config = loop.LoopConfig(
       phase=PHASE, phase_dir=phase_dir, total_steps=total,
       examples_per_step=probe.batch_size, log_every_steps=per_epoch,

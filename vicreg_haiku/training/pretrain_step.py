@@ -10,11 +10,11 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from vicreg_haiku import device_augmentations
-from vicreg_haiku import losses
-from vicreg_haiku import models
-from vicreg_haiku import optimizers
-from vicreg_haiku import parallel
+from vicreg_haiku.data import device_augmentations
+from vicreg_haiku.models import transforms
+from vicreg_haiku.training import losses
+from vicreg_haiku.training import optimizers
+from vicreg_haiku.training import parallel
 
 
 def make_optimizer(config: ml_collections.ConfigDict, steps_per_epoch: int
@@ -37,19 +37,20 @@ def make_optimizer(config: ml_collections.ConfigDict, steps_per_epoch: int
   return optimizer, schedule
 
 
-def init_state(config: ml_collections.ConfigDict, model, optimizer
-               ) -> models.TrainState:
+def init_state(config: ml_collections.ConfigDict, model,
+               optimizer) -> transforms.TrainState:
   size = config.dataset.image_size
   dummy = jnp.zeros((2, size, size, 3), jnp.float32)
 
   def init(key):
     params, net_state = model.init(key, dummy, dummy)
-    return models.TrainState(step=jnp.zeros([], jnp.int32), params=params,
-                             net_state=net_state,
-                             opt_state=optimizer.init(params))
+    return transforms.TrainState(step=jnp.zeros([], jnp.int32),
+                                 params=params,
+                                 net_state=net_state,
+                                 opt_state=optimizer.init(params))
 
   # The key is an argument, not a constant: every seed runs one program.
-  return jax.jit(init)(models.init_key(config.seed, 0))
+  return jax.jit(init)(transforms.init_key(config.seed, 0))
 
 
 def embedding_stats(z: jax.Array, collapse_std: float
@@ -85,7 +86,7 @@ def make_step(config: ml_collections.ConfigDict, model,
     stats = embedding_stats(z_a, config.pretrain.collapse_std)
     return loss, (net_state, dict(terms, **stats))
 
-  def step(state: models.TrainState, batch):
+  def step(state: transforms.TrainState, batch):
     (loss, (net_state, metrics)), grads = jax.value_and_grad(
         loss_fn, has_aux=True)(state.params, state.net_state,
                                *two_views(config, batch))

@@ -49,8 +49,8 @@ import numpy as np
 from absl import logging
 from etils import epath
 
-from vicreg_haiku import models
-from vicreg_haiku import writers
+from vicreg_haiku.models import transforms
+from vicreg_haiku.utils import writers
 
 BACKBONE = "backbone."
 PROJECTOR = "projector."
@@ -94,7 +94,7 @@ def _torch_module(module: str) -> str:
   """torch's name of one of our Haiku modules, e.g.
   encoder/stage_1_block_0/batch_norm_0 -> layer2.0.bn1."""
   top, *path = module.split("/")
-  if top == models.EXPANDER:
+  if top == transforms.EXPANDER:
     # The official Projector: Linear, BatchNorm1d, ReLU per hidden size.
     kind, index = _EXPANDER_LAYER.fullmatch(path[0]).groups()
     return f"projector.{3 * int(index) + (kind == 'batch_norm')}"
@@ -156,16 +156,18 @@ def _prefixes(keys: list[str]) -> dict[str, str]:
   ("conv1.weight", ...) and expander ("projector.0.weight", ...)."""
   ddp = _DDP if keys and all(k.startswith(_DDP) for k in keys) else ""
   vicreg = any(k.startswith(ddp + BACKBONE) for k in keys)
-  return {models.ENCODER: ddp + BACKBONE if vicreg else ddp,
-          models.EXPANDER: ddp}
+  return {
+      transforms.ENCODER: ddp + BACKBONE if vicreg else ddp,
+      transforms.EXPANDER: ddp
+  }
 
 
 def _model_shapes(config: ml_collections.ConfigDict):
   """Params and BN-state shapes of the pretraining model the config builds."""
   size = config.dataset.image_size
   images = jax.ShapeDtypeStruct((2, size, size, 3), jnp.float32)
-  return jax.eval_shape(models.pretrain_model(config).init,
-                        jax.random.key(0), images, images)
+  return jax.eval_shape(
+      transforms.pretrain_model(config).init, jax.random.key(0), images, images)
 
 
 def _describe(config: ml_collections.ConfigDict, with_expander: bool) -> str:
@@ -217,16 +219,16 @@ def from_torch(state_dict: Mapping[str, Any],
   if isinstance(state_dict.get("model"), Mapping):
     state_dict = state_dict["model"]
   prefixes = _prefixes(list(state_dict))
-  head = [prefixes[models.ENCODER] + k for k in _FC_HEAD]
+  head = [prefixes[transforms.ENCODER] + k for k in _FC_HEAD]
   dropped = [k for k in head if k in state_dict]
   if dropped:
     logging.warning("%s: dropped the classifier head %s (a VICReg encoder "
                     "has none)", source, ", ".join(dropped))
   state_dict = {k: v for k, v in state_dict.items() if k not in dropped}
-  projector = prefixes[models.EXPANDER] + PROJECTOR
+  projector = prefixes[transforms.EXPANDER] + PROJECTOR
   with_expander = any(k.startswith(projector) for k in state_dict)
-  parts = (models.ENCODER, models.EXPANDER) if with_expander else (
-      models.ENCODER,)
+  parts = (transforms.ENCODER,
+           transforms.EXPANDER) if with_expander else (transforms.ENCODER,)
   entries = sorted(
       ((prefixes[module.split("/")[0]] + key, is_state, module, name,
         _torch_shape(value.shape))
@@ -262,10 +264,11 @@ def to_torch(params: hk.Params, net_state: hk.State, *,
   (float32 CPU tensors).
   """
   torch = _torch()
-  parts = (models.ENCODER, models.EXPANDER) if expander else (models.ENCODER,)
+  parts = (transforms.ENCODER,
+           transforms.EXPANDER) if expander else (transforms.ENCODER,)
   state_dict = {}
   for key, is_state, module, _, value in _entries(params, net_state, parts):
-    if module.startswith(models.ENCODER) and expander:
+    if module.startswith(transforms.ENCODER) and expander:
       key = BACKBONE + key
     state_dict[key] = torch.from_numpy(np.array(
         _to_torch_layout(np.asarray(value)), np.float32, order="C"))

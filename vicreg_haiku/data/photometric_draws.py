@@ -16,7 +16,7 @@ from typing import Sequence
 import ml_collections
 import numpy as np
 
-from vicreg_haiku import augmentation_constants
+from vicreg_haiku.data import augmentation_constants
 
 Recipe = ml_collections.ConfigDict
 

@@ -15,17 +15,17 @@ from typing import Callable, Iterator, Mapping
 
 import jax
 import numpy as np
-from jax.experimental import multihost_utils
 from absl import logging
+from jax.experimental import multihost_utils
 
-from vicreg_haiku import checkpointing
-from vicreg_haiku import host_memory
-from vicreg_haiku import models
-from vicreg_haiku import parallel
-from vicreg_haiku import writers
+from vicreg_haiku.models import transforms
+from vicreg_haiku.training import checkpointing
+from vicreg_haiku.training import host_memory
+from vicreg_haiku.training import parallel
+from vicreg_haiku.utils import writers
 
-StepFn = Callable[[models.TrainState, Mapping[str, jax.Array]],
-                  tuple[models.TrainState, Mapping[str, jax.Array]]]
+StepFn = Callable[[transforms.TrainState, Mapping[str, jax.Array]],
+                  tuple[transforms.TrainState, Mapping[str, jax.Array]]]
 
 
 class NonFiniteError(RuntimeError):
@@ -79,12 +79,14 @@ class _SigtermFlag:
 
 
 def _nonfinite_names(metrics: Mapping[str, np.ndarray]) -> list[str]:
-  return [k for k, v in metrics.items()
-          if np.issubdtype(np.asarray(v).dtype, np.floating)
-          and not np.all(np.isfinite(v))]
+  return [
+      k for k, v in metrics.items()
+      if np.issubdtype(np.asarray(v).dtype, np.floating) and
+      not np.all(np.isfinite(v))
+  ]
 
 
-def restore_or_init(loop: LoopConfig, initial: models.TrainState, mesh):
+def restore_or_init(loop: LoopConfig, initial: transforms.TrainState, mesh):
   """The newest good checkpoint of the phase, else `initial`, replicated."""
   mngr = checkpointing.manager(os.path.join(loop.phase_dir, "checkpoints"))
   initial = parallel.replicate(initial, mesh)
@@ -94,12 +96,16 @@ def restore_or_init(loop: LoopConfig, initial: models.TrainState, mesh):
   return mngr, state
 
 
-def run(loop: LoopConfig, initial: models.TrainState, step_fn: StepFn,
-        batches: Callable[[int], Iterator[Mapping[str, np.ndarray]]], mesh,
-        on_log: Callable[[int, models.TrainState], Mapping[str, float]]
-        | None = None,
-        on_metrics: Callable[[int, Mapping[str, float]], None] | None = None
-        ) -> models.TrainState:
+def run(
+    loop: LoopConfig,
+    initial: transforms.TrainState,
+    step_fn: StepFn,
+    batches: Callable[[int], Iterator[Mapping[str, np.ndarray]]],
+    mesh,
+    on_log: Callable[[int, transforms.TrainState], Mapping[str, float]] |
+    None = None,
+    on_metrics: Callable[[int, Mapping[str, float]], None] | None = None
+) -> transforms.TrainState:
   """Trains from the newest checkpoint (or `initial`) to loop.total_steps.
 
   `step_fn` returns metrics holding a boolean "finite"; a non-finite step

@@ -4,7 +4,9 @@ import haiku as hk
 import jax.numpy as jnp
 import jmp
 
-from vicreg_haiku import networks
+from vicreg_haiku.models import heads
+from vicreg_haiku.models import layers
+from vicreg_haiku.models import resnet
 
 PRECISIONS = ("float32", "bfloat16")
 # The pretraining step (ResNet-18, ImageNet stem, 2048-wide expander, batch
@@ -42,7 +44,7 @@ def set_compute_dtype(name: str) -> jmp.Policy:
                             output_dtype=jnp.float32)
   norm_policy = jmp.Policy(param_dtype=jnp.float32, compute_dtype=jnp.float32,
                            output_dtype=compute)
-  for module in (networks.ResNet18, networks.ResNet50, networks.Expander):
+  for module in (resnet.ResNet18, resnet.ResNet50, heads.Expander):
     hk.mixed_precision.set_policy(module, model_policy)
-  hk.mixed_precision.set_policy(networks.BatchNorm, norm_policy)
+  hk.mixed_precision.set_policy(layers.BatchNorm, norm_policy)
   return model_policy

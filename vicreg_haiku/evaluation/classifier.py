@@ -22,13 +22,15 @@ import ml_collections
 import numpy as np
 import optax
 
-from vicreg_haiku import datasets
-from vicreg_haiku import evaluation
-from vicreg_haiku import loop
-from vicreg_haiku import models
-from vicreg_haiku import optimizers
-from vicreg_haiku import pretrained
-from vicreg_haiku import sources
+from vicreg_haiku.data import datasets
+from vicreg_haiku.data import shards
+from vicreg_haiku.data import sources
+from vicreg_haiku.evaluation import features
+from vicreg_haiku.evaluation import metrics
+from vicreg_haiku.evaluation import pretrained
+from vicreg_haiku.models import transforms
+from vicreg_haiku.training import loop
+from vicreg_haiku.training import optimizers
 
 PHASES = ("finetune", "supervised")
 LOG_POINTS = 100  # metrics.jsonl lines a run gets when log_every_steps is None
@@ -66,7 +68,7 @@ def train_data_problem(config: ml_collections.ConfigDict, phase: str
   if train is not config:
     try:
       theirs = sources.split_info(train, split).class_names or ()
-    except sources.DataError as error:  # name the key the user set
+    except shards.DataError as error:  # name the key the user set
       return str(error).replace(
           f"config.dataset.name={settings.train_dataset!r}",
           f"config.{phase}.train_dataset={settings.train_dataset!r}")
@@ -128,26 +130,30 @@ def make_optimizer(config: ml_collections.ConfigDict, phase: str,
                   momentum=settings.momentum))
 
   def label(params):
-    return {module: jax.tree.map(
-        lambda _: "encoder" if module.startswith(models.ENCODER) else "head",
-        leaves) for module, leaves in params.items()}
+    return {
+        module:
+            jax.tree.map(
+                lambda _: "encoder"
+                if module.startswith(transforms.ENCODER) else "head", leaves)
+        for module, leaves in params.items()
+    }
 
   return optax.multi_transform({"encoder": sgd(phase_rates["lr_backbone"]),
                                 "head": sgd(phase_rates["lr_head"])}, label)
 
 
 def init_state(config, phase: str, model, optimizer,
-               encoder: models.Weights | None) -> models.TrainState:
+               encoder: transforms.Weights | None) -> transforms.TrainState:
   """Random init; the fine-tune's encoder then replaced by `encoder`."""
   size = config.dataset.image_size
   params, net_state = jax.jit(functools.partial(model.init, is_training=True))(
-      models.init_key(config.seed, _STREAM_OFFSET[phase]),
+      transforms.init_key(config.seed, _STREAM_OFFSET[phase]),
       jnp.zeros((2, size, size, 3), jnp.float32))
   if encoder is not None:
     params = {**params, **encoder.params}
     net_state = {**net_state, **encoder.net_state}
-  return models.TrainState(jnp.zeros([], jnp.int32), params, net_state,
-                           jax.jit(optimizer.init)(params))
+  return transforms.TrainState(jnp.zeros([], jnp.int32), params, net_state,
+                               jax.jit(optimizer.init)(params))
 
 
 def make_step(model, optimizer_for: Callable[[Mapping[str, jax.Array]],
@@ -163,7 +169,7 @@ def make_step(model, optimizer_for: Callable[[Mapping[str, jax.Array]],
     accuracy = jnp.mean(jnp.argmax(logits, -1) == batch["label"])
     return loss, (net_state, {"train_top1": accuracy})
 
-  def step(state: models.TrainState, batch, phase_rates):
+  def step(state: transforms.TrainState, batch, phase_rates):
     (loss, (net_state, metrics)), grads = jax.value_and_grad(
         loss_fn, has_aux=True)(state.params, state.net_state, batch)
     new, guard = optimizers.apply_if_finite(optimizer_for(phase_rates), state,
@@ -173,8 +179,11 @@ def make_step(model, optimizer_for: Callable[[Mapping[str, jax.Array]],
   return step
 
 
-def run(config: ml_collections.ConfigDict, workdir: str, phase: str, mesh,
-        imported: models.Weights | None = None) -> dict[str, dict]:
+def run(config: ml_collections.ConfigDict,
+        workdir: str,
+        phase: str,
+        mesh,
+        imported: transforms.Weights | None = None) -> dict[str, dict]:
   """Trains and tests `phase`; the fine-tune starts from the workdir's
   pretrained encoder, else from `imported` (config.model.init_from)."""
   settings = config[phase]
@@ -182,7 +191,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, phase: str, mesh,
   encoder = None
   if phase == "finetune":
     encoder = pretrained.pretrained_encoder(config, workdir, imported)
-  model = models.classifier_model(config, datasets.num_classes(config))
+  model = transforms.classifier_model(config, datasets.num_classes(config))
   optimizer_for = functools.partial(make_optimizer, config, phase)
   phase_rates = rates(config, phase)
   _, total = steps(config, phase)
@@ -210,11 +219,12 @@ def run(config: ml_collections.ConfigDict, workdir: str, phase: str, mesh,
                               encoder),
                    step_fn, batches, mesh)
   apply = jax.jit(functools.partial(model.apply, is_training=False))
-  logits, labels = evaluation.extract(
-      config, lambda images: apply(state.params, state.net_state, None,
-                                   images)[0],
+  logits, labels = features.extract(
+      config,
+      lambda images: apply(state.params, state.net_state, None, images)[0],
       config.dataset.test_split, mesh)
-  entry = dict(evaluation.accuracies(logits, labels), steps=total,
+  entry = dict(metrics.accuracies(logits, labels),
+               steps=total,
                labels=num_labels(config, phase))
   if settings.label_fraction < 1:
     entry["label_fraction"] = settings.label_fraction

@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from vicreg_haiku import augmentation_constants
+from vicreg_haiku.data import augmentation_constants
 
 Params = Mapping[str, jax.Array]
 

@@ -29,8 +29,8 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from vicreg_haiku import decoding
-from vicreg_haiku import writers
+from vicreg_haiku.data import decoding
+from vicreg_haiku.utils import writers
 
 # What tf.io.decode_image reads (BMP, GIF, JPEG, PNG, WebP).
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif",

@@ -22,13 +22,14 @@ import ml_collections
 import numpy as np
 import tensorflow as tf
 
-from vicreg_haiku import datasets
-from vicreg_haiku import evaluation
-from vicreg_haiku import models
-from vicreg_haiku import official_probe
-from vicreg_haiku import parallel
-from vicreg_haiku import pretrain_step
-from vicreg_haiku import pretrained
+from vicreg_haiku.data import datasets
+from vicreg_haiku.evaluation import features
+from vicreg_haiku.evaluation import linear
+from vicreg_haiku.evaluation import official_probe
+from vicreg_haiku.evaluation import pretrained
+from vicreg_haiku.models import transforms
+from vicreg_haiku.training import parallel
+from vicreg_haiku.training import pretrain_step
 
 PHASE = "linear_probe"
 # Result names of the three probes (budgets append _<N>_per_class).
@@ -52,7 +53,7 @@ def result_name(encoder: str, per_class: int | None) -> str:
 
 def _random_init_encoder(config, mesh):
   """The pretraining's initial encoder, replicated as a restored one is."""
-  model = models.pretrain_model(config)
+  model = transforms.pretrain_model(config)
   optimizer, _ = pretrain_step.make_optimizer(
       config, datasets.pretrain_steps_per_epoch(config))
   state = parallel.replicate(
@@ -66,11 +67,15 @@ def _probes(config, encoder: str, train, test) -> dict[str, dict]:
   results = {}
   for per_class in budgets(config):
     subset = (np.arange(len(train_y)) if per_class is None else
-              evaluation.per_class_subset(train_y, per_class, config.seed))
-    entry = evaluation.linear_probe(
-        train_x[subset], train_y[subset], test_x, test_y,
-        num_classes=datasets.num_classes(config), probe=config.linear_probe,
-        seed=config.seed, pad_to=len(train_y))
+              linear.per_class_subset(train_y, per_class, config.seed))
+    entry = linear.linear_probe(train_x[subset],
+                                train_y[subset],
+                                test_x,
+                                test_y,
+                                num_classes=datasets.num_classes(config),
+                                probe=config.linear_probe,
+                                seed=config.seed,
+                                pad_to=len(train_y))
     results[result_name(encoder, per_class)] = dict(entry,
                                                     labels=len(subset))
   return results
@@ -88,24 +93,27 @@ def _write_embedding(config, workdir: str, features: dict[str, np.ndarray],
   directory = os.path.join(workdir, PHASE)
   tf.io.gfile.makedirs(directory)
   buffer = io.BytesIO()  # a zip needs seeking, which GFile cannot
-  np.savez(buffer, labels=labels[keep],
-           **{name: x[keep] for name, x in features.items()})
+  np.savez(buffer,
+           labels=labels[keep],
+           **{
+               name: x[keep] for name, x in features.items()
+           })
   with tf.io.gfile.GFile(os.path.join(directory, EMBEDDING_FILE), "wb") as f:
     f.write(buffer.getvalue())
 
 
 def _features_protocol(config, workdir: str, mesh,
-                       weights: models.Weights) -> dict[str, dict]:
-  features = evaluation.encoder_features(config)
+                       weights: transforms.Weights) -> dict[str, dict]:
+  encoder = features.encoder_features(config)
   flatten = jax.jit(lambda images: images.reshape(images.shape[0], -1))
-  apply_fns = {"vicreg": features(weights.params, weights.net_state),
-               "random_init": features(*_random_init_encoder(config, mesh)),
+  apply_fns = {"vicreg": encoder(weights.params, weights.net_state),
+               "random_init": encoder(*_random_init_encoder(config, mesh)),
                "raw_pixels": flatten}
   splits = (config.dataset.train_split, config.dataset.test_split)
   results, test_features = {}, {}
   for encoder, apply_fn in apply_fns.items():
-    train, test = (evaluation.extract(config, apply_fn, split, mesh)
-                   for split in splits)
+    train, test = (
+        features.extract(config, apply_fn, split, mesh) for split in splits)
     results.update(_probes(config, encoder, train, test))
     if encoder != "raw_pixels":
       test_features[encoder] = test[0]
@@ -118,8 +126,10 @@ _PROTOCOLS = {"features": _features_protocol,
               "official": official_probe.run}
 
 
-def run(config: ml_collections.ConfigDict, workdir: str, mesh,
-        imported: models.Weights | None = None) -> dict[str, dict]:
+def run(config: ml_collections.ConfigDict,
+        workdir: str,
+        mesh,
+        imported: transforms.Weights | None = None) -> dict[str, dict]:
   """The probes of config.linear_probe.protocol; returns results entries.
 
   The encoder: the workdir's pretrained one, else `imported`

@@ -11,7 +11,8 @@ import jax
 import ml_collections
 import optax
 
-from vicreg_haiku import networks
+from vicreg_haiku.models import heads
+from vicreg_haiku.models import resnet
 
 ENCODER = "encoder"
 EXPANDER = "expander"
@@ -41,12 +42,16 @@ def init_key(seed: int, stream: int) -> jax.Array:
   return jax.random.fold_in(jax.random.key(seed, impl="rbg"), stream)
 
 
+ENCODERS = {"resnet18": resnet.ResNet18, "resnet50": resnet.ResNet50}
+
+
 def make_encoder(config: ml_collections.ConfigDict) -> hk.Module:
-  cls = networks.ENCODERS[config.model.encoder]
+  cls = ENCODERS[config.model.encoder]
   return cls(stem=config.model.stem, width=config.model.width, name=ENCODER)
 
 
-def pretrain_model(config: ml_collections.ConfigDict) -> hk.TransformedWithState:
+def pretrain_model(
+    config: ml_collections.ConfigDict) -> hk.TransformedWithState:
   """(view_a, view_b) -> (z_a, z_b, encoder features of view_a).
 
   The views pass separately, as in the official code, so each BatchNorm
@@ -55,7 +60,7 @@ def pretrain_model(config: ml_collections.ConfigDict) -> hk.TransformedWithState
 
   def forward(view_a, view_b, is_training=True):
     encoder = make_encoder(config)
-    expander = networks.Expander(config.model.expander_dims, name=EXPANDER)
+    expander = heads.Expander(config.model.expander_dims, name=EXPANDER)
     features_a = encoder(view_a, is_training)
     z_a = expander(features_a, is_training)
     z_b = expander(encoder(view_b, is_training), is_training)
@@ -70,7 +75,7 @@ def classifier_model(config: ml_collections.ConfigDict,
 
   def forward(images, is_training):
     features = make_encoder(config)(images, is_training)
-    return networks.LinearHead(num_classes)(features)
+    return heads.LinearHead(num_classes)(features)
 
   return hk.transform_with_state(forward)
 

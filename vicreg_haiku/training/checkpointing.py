@@ -13,7 +13,7 @@ from typing import Any
 import orbax.checkpoint as ocp
 from absl import logging
 
-from vicreg_haiku import parallel
+from vicreg_haiku.training import parallel
 
 
 class CheckpointError(RuntimeError):
