@@ -19,7 +19,7 @@ from vicreg_haiku.training import parallel
 from vicreg_haiku.training import pretrain_step
 from vicreg_haiku.utils import writers
 
-PHASE = "pretrain"
+PHASE = pretrain_step.PHASE
 VIEWS_PNG = "views.png"
 # Points a run gets when a cadence is None (curves.png shows them).
 LOG_POINTS, RANKME_POINTS, KNN_POINTS = 100, 20, 10

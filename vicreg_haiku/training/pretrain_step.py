@@ -16,6 +16,10 @@ from vicreg_haiku.training import losses
 from vicreg_haiku.training import optimizers
 from vicreg_haiku.training import parallel
 
+# The phase this step trains: WORKDIR/pretrain/ holds its checkpoints, which
+# evaluation/pretrained.py restores.
+PHASE = "pretrain"
+
 
 def make_optimizer(config: ml_collections.ConfigDict, steps_per_epoch: int
                    ) -> tuple[optax.GradientTransformation, optax.Schedule]:
