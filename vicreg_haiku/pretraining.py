@@ -57,9 +57,7 @@ def _start_from(initial: transforms.TrainState, imported: transforms.Weights,
       opt_state=optimizer.init(params))
 
 
-def run(config: ml_collections.ConfigDict,
-        workdir: str,
-        mesh,
+def run(config: ml_collections.ConfigDict, workdir: str, mesh,
         imported: transforms.Weights | None = None) -> dict[str, dict]:
   """Pretrains (resuming if it can); returns the final kNN monitor result.
 

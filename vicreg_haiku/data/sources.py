@@ -43,17 +43,13 @@ from vicreg_haiku.data import shards
 from vicreg_haiku.data import tfds_source
 
 
-def split_info(config: shards.Config,
-               split: str,
+def split_info(config: shards.Config, split: str,
                label_fraction: float = 1.0) -> shards.SplitInfo:
   """The split's facts; with label_fraction < 1, of its labelled subset."""
   return _subset(_source_key(config), split, label_fraction, config.seed)[0]
 
 
-def shard(config: shards.Config,
-          split: str,
-          index: int,
-          count: int,
+def shard(config: shards.Config, split: str, index: int, count: int,
           label_fraction: float = 1.0) -> shards.Shard:
   """This process's shard of `split` (cached: read or decoded once).
 

@@ -130,13 +130,10 @@ def make_optimizer(config: ml_collections.ConfigDict, phase: str,
                   momentum=settings.momentum))
 
   def label(params):
-    return {
-        module:
-            jax.tree.map(
-                lambda _: "encoder"
-                if module.startswith(transforms.ENCODER) else "head", leaves)
-        for module, leaves in params.items()
-    }
+    def part(module):
+      return "encoder" if module.startswith(transforms.ENCODER) else "head"
+    return {module: jax.tree.map(lambda _: part(module), leaves)
+            for module, leaves in params.items()}
 
   return optax.multi_transform({"encoder": sgd(phase_rates["lr_backbone"]),
                                 "head": sgd(phase_rates["lr_head"])}, label)
@@ -179,10 +176,7 @@ def make_step(model, optimizer_for: Callable[[Mapping[str, jax.Array]],
   return step
 
 
-def run(config: ml_collections.ConfigDict,
-        workdir: str,
-        phase: str,
-        mesh,
+def run(config: ml_collections.ConfigDict, workdir: str, phase: str, mesh,
         imported: transforms.Weights | None = None) -> dict[str, dict]:
   """Trains and tests `phase`; the fine-tune starts from the workdir's
   pretrained encoder, else from `imported` (config.model.init_from)."""

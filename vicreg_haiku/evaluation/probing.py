@@ -126,9 +126,7 @@ _PROTOCOLS = {"features": _features_protocol,
               "official": official_probe.run}
 
 
-def run(config: ml_collections.ConfigDict,
-        workdir: str,
-        mesh,
+def run(config: ml_collections.ConfigDict, workdir: str, mesh,
         imported: transforms.Weights | None = None) -> dict[str, dict]:
   """The probes of config.linear_probe.protocol; returns results entries.
 
