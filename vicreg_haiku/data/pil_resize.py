@@ -3,6 +3,10 @@
 import tensorflow as tf
 
 
+# PIL's fixed point: coefficients in units of 2^-22 (PRECISION_BITS).
+_ONE = float(1 << 22)
+
+
 def _kernel(name: str):
   """PIL's resampling filters: (function of distance, support)."""
   if name == "bicubic":
@@ -11,26 +15,51 @@ def _kernel(name: str):
       d = tf.abs(d)
       near = ((a + 2) * d - (a + 3)) * d * d + 1
       far = (((d - 5) * d + 8) * d - 4) * a
-      return tf.where(d < 1, near, tf.where(d < 2, far, 0.0))
+      return tf.where(d < 1, near, tf.where(d < 2, far, tf.zeros_like(d)))
     return cubic
   if name == "bilinear":
-    return lambda d: tf.maximum(0.0, 1.0 - tf.abs(d))
+    return lambda d: tf.maximum(tf.zeros_like(d), 1.0 - tf.abs(d))
   raise ValueError(f"Unsupported interpolation {name!r}: bicubic or bilinear.")
 
 
 def _pil_weights(in_size, out_size, interpolation: str) -> tf.Tensor:
-  """[out_size, in_size]: PIL's resampling coefficients along one axis.
+  """[out_size, in_size] float64: PIL's resampling coefficients along one
+  axis, exactly its 22-bit fixed-point values.
 
   Output pixel j samples the input around centre (j + 0.5) * scale; the
   kernel widens by the downscale factor (antialiasing), and taps outside the
-  image are dropped, the rest renormalised, as PIL's precompute_coeffs.
+  image are dropped, the rest renormalised, as PIL's precompute_coeffs (in
+  float64, as PIL); then rounded half away from zero to multiples of 2^-22
+  as normalize_coeffs_8bpc.
   """
-  scale = tf.cast(in_size, tf.float32) / tf.cast(out_size, tf.float32)
-  centre = (tf.range(out_size, dtype=tf.float32)[:, None] + 0.5) * scale
-  x = tf.range(in_size, dtype=tf.float32)[None, :]
+  scale = tf.cast(in_size, tf.float64) / tf.cast(out_size, tf.float64)
+  centre = (tf.range(out_size, dtype=tf.float64)[:, None] + 0.5) * scale
+  x = tf.range(in_size, dtype=tf.float64)[None, :]
+  # Times the reciprocal, as PIL (inv_filterscale), for its exact doubles.
   weights = _kernel(interpolation)((x + 0.5 - centre)
-                                   / tf.maximum(scale, 1.0))
-  return weights / tf.reduce_sum(weights, axis=1, keepdims=True)
+                                   * (1.0 / tf.maximum(scale, 1.0)))
+  weights /= tf.reduce_sum(weights, axis=1, keepdims=True)
+  fixed = tf.sign(weights) * tf.floor(tf.abs(weights) * _ONE + 0.5)
+  return fixed / _ONE
+
+
+def _tap_bounds(in_size: tf.Tensor, out_size: int, interpolation: str):
+  """[out_size] first and end input of each output pixel's taps: PIL's
+  precompute_coeffs bounds, (int)(centre -+ support + 0.5) clipped to the
+  image.
+
+  From the support, not from the nonzero weights: bicubic's kernel is
+  exactly zero at distance 1, so a tap inside the support can weigh 0 for
+  one output pixel and not for its neighbour. One more tap either side
+  covers float32's rounding of the centre (the weights there are 0).
+  """
+  support = {"bicubic": 2.0, "bilinear": 1.0}[interpolation]
+  scale = tf.cast(in_size, tf.float32) / tf.cast(out_size, tf.float32)
+  support *= tf.maximum(scale, 1.0)
+  centre = (tf.range(out_size, dtype=tf.float32) + 0.5) * scale
+  first = tf.cast(tf.floor(centre - support + 0.5), tf.int32) - 1
+  end = tf.cast(tf.floor(centre + support + 0.5), tf.int32) + 1
+  return tf.maximum(first, 0), tf.minimum(end, in_size)
 
 
 def round_half_up(x: tf.Tensor) -> tf.Tensor:
@@ -55,9 +84,7 @@ def _resample(x: tf.Tensor, out, interpolation: str, *,
   n = tf.shape(x)[-1 if last else 0]
   weights = _pil_weights(n, out, interpolation)  # [out, n]
   if isinstance(out, int):
-    used = tf.cast(weights != 0, tf.int32)
-    first = tf.argmax(used, axis=1, output_type=tf.int32)
-    end = n - tf.argmax(tf.reverse(used, [1]), axis=1, output_type=tf.int32)
+    first, end = _tap_bounds(n, out, interpolation)
     bands = [(lo, min(lo + _BAND, out)) for lo in range(0, out, _BAND)]
   else:
     first, end = tf.zeros([out], tf.int32), tf.fill([out], n)
@@ -73,25 +100,67 @@ def _resample(x: tf.Tensor, out, interpolation: str, *,
   return tf.concat(pieces, axis=-1 if last else 0)
 
 
+def _width_pass(x: tf.Tensor, width, interpolation: str) -> tf.Tensor:
+  """[h, w, 3] -> [h, width, 3], rounded to uint8 values."""
+  x = tf.transpose(x, [0, 2, 1])  # [h, 3, w]
+  x = round_half_up(_resample(x, width, interpolation, last=True))
+  return tf.transpose(x, [0, 2, 1])
+
+
+def _height_pass(x: tf.Tensor, height, interpolation: str) -> tf.Tensor:
+  """[h, w, 3] -> [height, w, 3], rounded to uint8 values."""
+  shape = tf.shape(x)
+  x = tf.reshape(x, tf.stack([shape[0], 3 * shape[1]]))  # a row: w pixels
+  x = round_half_up(_resample(x, height, interpolation, last=False))
+  return tf.reshape(x, tf.stack([height, shape[1], 3]))
+
+
+def height_first(in_height, in_width, height, width):
+  """Whether Pillow (>= 13) resizes the height before the width.
+
+  Resample.c (python-pillow/Pillow#9549) runs the vertical pass first when
+  the height shrinks by more than twice as many pixels as the width does
+  (or the width does not shrink); the order changes the rounding between
+  the passes. Works on ints and on tensors alike.
+  """
+  return ((height < in_height)
+          & (in_height - height > 2 * (in_width - width)))
+
+
 def resize_pil(image: tf.Tensor, height, width,
                interpolation: str) -> tf.Tensor:
   """uint8 [h, w, 3] -> float32 [height, width, 3] of uint8 values: PIL's
   Image.resize, which torchvision's transforms run on PIL images.
 
-  PIL resizes the width, rounds to uint8, then the height, and rounds. Each
-  pass here is a float32 product with the coefficient matrix (_resample):
-  within 1/255 of PIL's 22-bit fixed point at ~0.1% of the pixels (bicubic
-  crops) to ~3% (bilinear, whose weights often sum to exact halves), and on
-  a CPU 2-3x faster than tf.image.resize's ScaleAndTranslate, whose weights
-  differ from PIL's (bicubic: up to 5/255 at ~15% of the pixels; measured on
-  crops of scikit-learn's sample photos).
+  PIL resizes along one axis, rounds to uint8, then along the other, and
+  rounds: the width first unless height_first. Each pass here is a product
+  with PIL's fixed-point coefficients (_resample) in float64, which holds
+  PIL's integer sums exactly (8-bit pixels times 22-bit coefficients), so
+  the result is PIL's to the bit; float32 was off by a level where a sum
+  lands on a half (~3% of bilinear pixels), and by 2 where such a miss in
+  the first pass is amplified by bicubic's lobes. On a CPU the float64
+  products cost about what float32 ones did (the passes are small), and
+  2-3x less than tf.image.resize's ScaleAndTranslate, whose weights differ
+  from PIL's (bicubic: up to 5/255 at ~15% of the pixels).
   """
-  rows = tf.shape(image)[0]
-  x = tf.transpose(tf.cast(image, tf.float32), [0, 2, 1])  # [h, 3, w]
-  x = round_half_up(_resample(x, width, interpolation, last=True))
-  x = tf.reshape(x, tf.stack([rows, 3 * width]))  # each row: 3 channels
-  x = round_half_up(_resample(x, height, interpolation, last=False))
-  x = tf.transpose(tf.reshape(x, tf.stack([height, 3, width])), [0, 2, 1])
+  x = tf.cast(image, tf.float64)
+  shape = tf.shape(image)
+
+  def width_then_height():
+    return _height_pass(_width_pass(x, width, interpolation), height,
+                        interpolation)
+
+  def height_then_width():
+    return _width_pass(_height_pass(x, height, interpolation), width,
+                       interpolation)
+
+  order = height_first(shape[0], shape[1], height, width)
+  static = tf.get_static_value(order)
+  if static is None:
+    x = tf.cond(order, height_then_width, width_then_height)
+  else:
+    x = height_then_width() if static else width_then_height()
+  x = tf.cast(x, tf.float32)
   if isinstance(height, int) and isinstance(width, int):
     x.set_shape([height, width, 3])
   return x
