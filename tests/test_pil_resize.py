@@ -33,6 +33,7 @@ SHAPES = [
     (1, 7, 5, 3),        # one-pixel sides
     (9, 1, 2, 4),
     (64, 64, 64, 32),    # one axis only
+    (600, 50, 40, 50),   # a downscale by 15: 61 bicubic taps
 ]
 
 
