@@ -30,6 +30,7 @@ from test_runner import tiny
 from vicreg_haiku import pretraining
 from vicreg_haiku import runner
 from vicreg_haiku.data import datasets
+from vicreg_haiku.data import device_augmentations
 from vicreg_haiku.models import transforms
 from vicreg_haiku.training import checkpointing
 from vicreg_haiku.training import pretrain_step
@@ -296,6 +297,49 @@ def test_a_run_from_an_older_version_resumes(tmp_path):
   with pytest.raises(errors.ConfigError,
                      match=r"finetune.label_fraction: 1.0 -> 0.5"):
     runner.prepare_workdir(config, workdir)
+
+
+def test_augment_on_auto_picks_by_backend():
+  resolve = device_augmentations.resolve
+  assert [resolve("auto", b) for b in ("cpu", "gpu", "tpu")] == [
+      "host", "device", "device"]
+  assert resolve("host", "tpu") == "host" and resolve("device", "cpu") == (
+      "device")
+  assert resolve("auto") == "host"  # this suite runs on JAX's CPU backend
+
+
+def test_augment_on_auto_is_chosen_once_and_kept_on_resume(tmp_path,
+                                                           capsys):
+  """A new workdir records the backend's pick; one written before with
+  either value resumes with it under "auto" (no config change); an explicit
+  other value still is one."""
+  config = load_config("digits")
+  assert config.pretrain.augment_on == "auto"
+  new = str(tmp_path / "new")
+  runner.choose_augment_on(config, new)
+  runner.prepare_workdir(config, new)
+  assert config.pretrain.augment_on == "host"
+  assert "pretrain.augment_on=auto: host (JAX backend: cpu)" in (
+      capsys.readouterr().out)
+  with open(os.path.join(new, "config.json")) as f:
+    assert json.load(f)["pretrain"]["augment_on"] == "host"
+  for recorded in ("host", "device"):
+    workdir = str(tmp_path / recorded)
+    old = load_config("digits")
+    old.pretrain.augment_on = recorded
+    runner.prepare_workdir(old, workdir)
+    config = load_config("digits")
+    runner.choose_augment_on(config, workdir)
+    assert config.pretrain.augment_on == recorded
+    assert f"auto: {recorded} (as the run in {workdir})" in (
+        capsys.readouterr().out)
+    runner.prepare_workdir(config, workdir)
+  config = load_config("digits")
+  config.pretrain.augment_on = "host"
+  runner.choose_augment_on(config, str(tmp_path / "device"))
+  with pytest.raises(errors.ConfigError,
+                     match=r"pretrain.augment_on: 'device' -> 'host'"):
+    runner.prepare_workdir(config, str(tmp_path / "device"))
 
 
 def test_a_probe_without_encoder_is_refused_and_nothing_written(tmp_path,
