@@ -24,6 +24,7 @@ import orbax.checkpoint as ocp
 import pytest
 from absl import flags
 
+import folder_fake
 from test_config import load_config
 from test_runner import tiny
 
@@ -297,6 +298,46 @@ def test_a_run_from_an_older_version_resumes(tmp_path):
   with pytest.raises(errors.ConfigError,
                      match=r"finetune.label_fraction: 1.0 -> 0.5"):
     runner.prepare_workdir(config, workdir)
+
+
+def test_files_deleted_while_a_streamed_folder_run_trains(tmp_path):
+  """As a user did: files deleted under a running pretraining on a streamed
+  folder. The run goes on to its last step, says so in one warning per
+  doubling of the count, and lists the files beside the index."""
+  root, workdir = tmp_path / "photos", tmp_path / "run"
+  paths = folder_fake.write_images(str(root), 32, np.random.default_rng(0),
+                                   sizes=((40, 56), (56, 40)))
+  flags_ = [
+      "--config=configs/folder.py", f"--config.dataset.folder={root}",
+      "--config.dataset.in_memory_max_gb=0", "--config.model.width=4",
+      "--config.model.expander_dims=(32,32,32)",
+      "--config.dataset.image_size=8", "--config.eval_batch_size=32",
+      "--config.pretrain.batch_size=8", "--config.pretrain.epochs=6",
+      "--config.pretrain.warmup_epochs=1", "--config.pretrain.base_lr=0.2",
+      "--config.pretrain.log_every_steps=2",
+      "--config.pretrain.checkpoint_every_steps=2",
+      "--config.pretrain.rankme_examples=16",
+      "--config.pretrain.rankme_every_steps=16", f"--workdir={workdir}"]
+  proc = subprocess.Popen([sys.executable, "launch.py", *flags_], cwd=ROOT,
+                          text=True, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT)
+  deadline = time.monotonic() + 400
+  while not os.path.isdir(os.path.join(ckpt_dir(str(workdir)), "2")):
+    assert proc.poll() is None and time.monotonic() < deadline
+    time.sleep(0.02)
+  gone = paths[3::4]  # 8 of 32, read again in the epochs still to come
+  for path in gone:
+    os.remove(path)
+  out, _ = proc.communicate(timeout=400)
+  assert proc.returncode == 0, out[-3000:]
+  assert max(m["step"] for m in metrics(str(workdir))) == 24
+  warnings = [l for l in out.splitlines() if "no longer read" in l]
+  assert warnings and "Traceback" not in out
+  listed = glob.glob(os.path.join(root, ".vicreg_haiku_index",
+                                  "*.unreadable.txt"))
+  assert listed and listed[0] in warnings[-1]
+  with open(listed[0]) as f:
+    assert {line.split("\t")[0] for line in f} <= set(gone)
 
 
 def test_augment_on_auto_picks_by_backend():
