@@ -108,11 +108,17 @@ def check_images(images: np.ndarray, where: str) -> None:
                     "the pipeline needs uint8 [N, H, W, 3]: check the source.")
 
 
-def decode_all(read: ReadFn, n: int, shape: tuple[int, int]
-                ) -> tuple[np.ndarray, np.ndarray]:
-  """Reads and decodes n examples of one image shape, in parallel, into
-  host memory: (uint8 images [n, H, W, 3], int32 labels [n])."""
-  images = np.empty((n, *shape, 3), np.uint8)
+def decode_into_memory(read: ReadFn, n: int, shape: tuple[int, int]
+                       ) -> ReadFn:
+  """Reads and decodes n examples of one image shape, in parallel, straight
+  into one uint8 variable in host memory; returns a read of it.
+
+  The decoded bytes are held once: batches are assigned into the variable
+  in place, with no NumPy array beside it (a NumPy array copied into a
+  variable held them 2x, and peaked at 3.1-3.4x with tf.data's buffers).
+  """
+  with tf.device("/cpu:0"):
+    images = tf.Variable(tf.zeros([n, *shape, 3], tf.uint8), trainable=False)
   labels = np.empty((n,), np.int32)
 
   def decode(i):
@@ -122,8 +128,10 @@ def decode_all(read: ReadFn, n: int, shape: tuple[int, int]
   ds = tf.data.Dataset.range(n).map(decode,
                                     num_parallel_calls=tf.data.AUTOTUNE)
   offset = 0
-  for image_batch, label_batch in ds.batch(256).as_numpy_iterator():
+  for image_batch, label_batch in ds.batch(256):
     end = offset + len(label_batch)
-    images[offset:end], labels[offset:end] = image_batch, label_batch
+    images[offset:end].assign(image_batch)
+    labels[offset:end] = label_batch.numpy()
     offset = end
-  return images, labels
+  labels = tf.constant(labels, tf.int32)
+  return lambda i: (tf.gather(images, i), tf.gather(labels, i))
