@@ -23,7 +23,8 @@ paper's batch-size table (batch 128: 0.8, 256: 0.5, 512: 0.4, larger: 0.3)
 unless --config.pretrain.base_lr is given. Epochs: a few hundred for ~10k
 images, ~200 for ~100k, ~100 for a million (the schedule is by epochs).
 Use --config.dataset.image_size=128 for larger photos, and on an accelerator
---config.precision=bfloat16 --config.pretrain.augment_on=device.
+--config.precision=bfloat16 (pretrain.augment_on="auto", the default, moves
+the colour work into the step there).
 
 Runtime: on 2 CPU cores, ~25 two-view images/s at 96 px (BENCHMARKS.md); on
 one GPU or TPU chip, thousands. Expected: no reference number exists for

@@ -99,7 +99,6 @@ def get_config():
   c.pretrain.weight_decay = 1e-6
   c.pretrain.trust_coefficient = 0.001
   c.pretrain.augmentation = "vicreg"
-  c.pretrain.augment_on = "device"
   c.pretrain.log_every_steps = 100
   c.pretrain.checkpoint_every_steps = 2500
   c.pretrain.knn_every_steps = 0

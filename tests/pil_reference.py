@@ -2,10 +2,10 @@
 
 The reference for the resampling torchvision's transforms run on PIL images:
 coefficients in double precision (precompute_coeffs), converted to 22-bit
-fixed point (normalize_coeffs_8bpc), then two passes over uint8 data, the
-width first, each rounding and clipping to 8 bits (ImagingResampleInner).
-Pillow 13.0 sometimes runs the height first, so this, not the installed
-Pillow, is what tests compare with exactly.
+fixed point (normalize_coeffs_8bpc), then two passes over uint8 data, each
+rounding and clipping to 8 bits (ImagingResampleInner): the width first,
+unless the height shrinks by more than twice as many pixels as the width
+(Pillow 13, python-pillow/Pillow#9549).
 """
 
 import numpy as np
@@ -60,11 +60,14 @@ def _pass(data: np.ndarray, weights: np.ndarray, axis: int) -> np.ndarray:
 def resize(image: np.ndarray, width: int, height: int,
            interpolation: str) -> np.ndarray:
   """uint8 [h, w, 3] -> uint8 [height, width, 3], as PIL's Image.resize."""
+  in_height, in_width = image.shape[:2]
+  passes = [(1, in_width, width), (0, in_height, height)]
+  if height < in_height and in_height - height > 2 * (in_width - width):
+    passes.reverse()
   out = image
-  if width != image.shape[1]:
-    out = _pass(out, _coefficients(image.shape[1], width, interpolation), 1)
-  if height != image.shape[0]:
-    out = _pass(out, _coefficients(image.shape[0], height, interpolation), 0)
+  for axis, size, new in passes:
+    if new != size:
+      out = _pass(out, _coefficients(size, new, interpolation), axis)
   return out
 
 

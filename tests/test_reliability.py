@@ -24,12 +24,14 @@ import orbax.checkpoint as ocp
 import pytest
 from absl import flags
 
+import folder_fake
 from test_config import load_config
 from test_runner import tiny
 
 from vicreg_haiku import pretraining
 from vicreg_haiku import runner
 from vicreg_haiku.data import datasets
+from vicreg_haiku.data import device_augmentations
 from vicreg_haiku.models import transforms
 from vicreg_haiku.training import checkpointing
 from vicreg_haiku.training import pretrain_step
@@ -296,6 +298,89 @@ def test_a_run_from_an_older_version_resumes(tmp_path):
   with pytest.raises(errors.ConfigError,
                      match=r"finetune.label_fraction: 1.0 -> 0.5"):
     runner.prepare_workdir(config, workdir)
+
+
+def test_files_deleted_while_a_streamed_folder_run_trains(tmp_path):
+  """As a user did: files deleted under a running pretraining on a streamed
+  folder. The run goes on to its last step, says so in one warning per
+  doubling of the count, and lists the files beside the index."""
+  root, workdir = tmp_path / "photos", tmp_path / "run"
+  paths = folder_fake.write_images(str(root), 32, np.random.default_rng(0),
+                                   sizes=((40, 56), (56, 40)))
+  flags_ = [
+      "--config=configs/folder.py", f"--config.dataset.folder={root}",
+      "--config.dataset.in_memory_max_gb=0", "--config.model.width=4",
+      "--config.model.expander_dims=(32,32,32)",
+      "--config.dataset.image_size=8", "--config.eval_batch_size=32",
+      "--config.pretrain.batch_size=8", "--config.pretrain.epochs=6",
+      "--config.pretrain.warmup_epochs=1", "--config.pretrain.base_lr=0.2",
+      "--config.pretrain.log_every_steps=2",
+      "--config.pretrain.checkpoint_every_steps=2",
+      "--config.pretrain.rankme_examples=16",
+      "--config.pretrain.rankme_every_steps=16", f"--workdir={workdir}"]
+  proc = subprocess.Popen([sys.executable, "launch.py", *flags_], cwd=ROOT,
+                          text=True, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT)
+  deadline = time.monotonic() + 400
+  while not os.path.isdir(os.path.join(ckpt_dir(str(workdir)), "2")):
+    assert proc.poll() is None and time.monotonic() < deadline
+    time.sleep(0.02)
+  gone = paths[3::4]  # 8 of 32, read again in the epochs still to come
+  for path in gone:
+    os.remove(path)
+  out, _ = proc.communicate(timeout=400)
+  assert proc.returncode == 0, out[-3000:]
+  assert max(m["step"] for m in metrics(str(workdir))) == 24
+  warnings = [l for l in out.splitlines() if "no longer read" in l]
+  assert warnings and "Traceback" not in out
+  listed = glob.glob(os.path.join(root, ".vicreg_haiku_index",
+                                  "*.unreadable.txt"))
+  assert listed and listed[0] in warnings[-1]
+  with open(listed[0]) as f:
+    assert {line.split("\t")[0] for line in f} <= set(gone)
+
+
+def test_augment_on_auto_picks_by_backend():
+  resolve = device_augmentations.resolve
+  assert [resolve("auto", b) for b in ("cpu", "gpu", "tpu")] == [
+      "host", "device", "device"]
+  assert resolve("host", "tpu") == "host" and resolve("device", "cpu") == (
+      "device")
+  assert resolve("auto") == "host"  # this suite runs on JAX's CPU backend
+
+
+def test_augment_on_auto_is_chosen_once_and_kept_on_resume(tmp_path,
+                                                           capsys):
+  """A new workdir records the backend's pick; one written before with
+  either value resumes with it under "auto" (no config change); an explicit
+  other value still is one."""
+  config = load_config("digits")
+  assert config.pretrain.augment_on == "auto"
+  new = str(tmp_path / "new")
+  runner.choose_augment_on(config, new)
+  runner.prepare_workdir(config, new)
+  assert config.pretrain.augment_on == "host"
+  assert "pretrain.augment_on=auto: host (JAX backend: cpu)" in (
+      capsys.readouterr().out)
+  with open(os.path.join(new, "config.json")) as f:
+    assert json.load(f)["pretrain"]["augment_on"] == "host"
+  for recorded in ("host", "device"):
+    workdir = str(tmp_path / recorded)
+    old = load_config("digits")
+    old.pretrain.augment_on = recorded
+    runner.prepare_workdir(old, workdir)
+    config = load_config("digits")
+    runner.choose_augment_on(config, workdir)
+    assert config.pretrain.augment_on == recorded
+    assert f"auto: {recorded} (as the run in {workdir})" in (
+        capsys.readouterr().out)
+    runner.prepare_workdir(config, workdir)
+  config = load_config("digits")
+  config.pretrain.augment_on = "host"
+  runner.choose_augment_on(config, str(tmp_path / "device"))
+  with pytest.raises(errors.ConfigError,
+                     match=r"pretrain.augment_on: 'device' -> 'host'"):
+    runner.prepare_workdir(config, str(tmp_path / "device"))
 
 
 def test_a_probe_without_encoder_is_refused_and_nothing_written(tmp_path,

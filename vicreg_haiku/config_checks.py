@@ -7,6 +7,7 @@ import difflib
 
 import ml_collections
 
+from vicreg_haiku.data import device_augmentations
 from vicreg_haiku.models import precision
 from vicreg_haiku.utils import errors
 
@@ -97,7 +98,7 @@ def validate(config: ml_collections.ConfigDict, device_count: int) -> None:
   _choice("pretrain.augmentation", config.pretrain.augmentation,
           tuple(config.augmentations.keys()))
   _choice("pretrain.augment_on", config.pretrain.augment_on,
-          ("host", "device"))
+          device_augmentations.AUGMENT_ON)
   _positive("dataset.image_size", config.dataset.image_size)
   _positive("dataset.in_memory_max_gb", config.dataset.in_memory_max_gb,
             zero_ok=True)

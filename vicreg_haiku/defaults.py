@@ -143,8 +143,10 @@ def base_config() -> config_dict.ConfigDict:
       augmentation="vicreg",  # vicreg | seed: picks c.augmentations[name]
       # Where the photometric half of the views (jitter, grayscale, blur,
       # solarize) runs: "host" (tf.data) or "device" (in the jitted step, so
-      # accelerator hosts are not input-bound). The crop is always tf.data's.
-      augment_on="host",
+      # accelerator hosts are not input-bound); "auto": device on a GPU or
+      # TPU, host on a CPU, and a resumed run keeps what its config.json
+      # records. The crop is always tf.data's.
+      augment_on="auto",
       # metrics.jsonl / TensorBoard cadence; None: about 100 points a run.
       log_every_steps=config_dict.placeholder(int),
       checkpoint_every_steps=1000,

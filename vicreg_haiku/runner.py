@@ -16,6 +16,7 @@ from vicreg_haiku import config_checks
 from vicreg_haiku import defaults
 from vicreg_haiku import pretraining
 from vicreg_haiku.data import datasets
+from vicreg_haiku.data import device_augmentations
 from vicreg_haiku.evaluation import classifier
 from vicreg_haiku.evaluation import official_probe
 from vicreg_haiku.evaluation import pretrained
@@ -81,6 +82,30 @@ def prepare_workdir(config: ml_collections.ConfigDict, workdir: str) -> None:
     raise errors.ConfigError(
         f"--workdir={workdir} is not writable ({error}); choose another"
     ) from None
+
+
+def choose_augment_on(config: ml_collections.ConfigDict,
+                      workdir: str) -> None:
+  """Replaces pretrain.augment_on="auto" by what it picks, so config.json
+  records it and says so on the console: a resumed run keeps what its
+  config.json records (a workdir of either value resumes without a config
+  change, and exactly), a new one picks by JAX's backend
+  (device_augmentations.resolve)."""
+  if config.pretrain.augment_on != "auto":
+    return
+  path = os.path.join(workdir, pretrained.CONFIG_FILE)
+  recorded = None
+  if tf.io.gfile.exists(path):
+    with tf.io.gfile.GFile(path) as f:
+      recorded = json.load(f).get("pretrain", {}).get("augment_on")
+  if recorded in ("host", "device"):
+    chosen, why = recorded, f"as the run in {workdir}"
+  else:
+    chosen = device_augmentations.resolve("auto")
+    why = f"JAX backend: {jax.default_backend()}"
+  config.pretrain.augment_on = chosen
+  if parallel.is_chief():
+    writers.console(f"pretrain.augment_on=auto: {chosen} ({why})")
 
 
 def _imported_weights(config: ml_collections.ConfigDict,
@@ -179,6 +204,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, dict]:
   # written.
   _check_data(config, phases)
   imported = _imported_weights(config, workdir)
+  choose_augment_on(config, workdir)
   prepare_workdir(config, workdir)
   precision.set_compute_dtype(config.precision)
   mesh = parallel.make_mesh()

@@ -22,6 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 from vicreg_haiku.data import augmentations
+from vicreg_haiku.data import device_augmentations
 from vicreg_haiku.data import photometric
 from vicreg_haiku.data import shards
 from vicreg_haiku.data import sources
@@ -185,7 +186,8 @@ def pretrain_batches(
   """Two-view batches for the pretraining step; infinite, the i-th element
   is global step start_step + i.
 
-  config.pretrain.augment_on "host": {"view_a", "view_b"}: float32
+  config.pretrain.augment_on (device_augmentations.resolve: "auto" picks by
+  JAX's backend) "host": {"view_a", "view_b"}: float32
   [B_local, S, S, 3], ready to train on. "device": the geometric half only,
   {"crops": uint8 [B_local, 2, S, S, 3]} plus each view's photometric
   parameters (augmentations.view_params), which the training step turns
@@ -197,6 +199,8 @@ def pretrain_batches(
   steps = pretrain_steps_per_epoch(config, process_count=count)
   recipe, size = _recipe(config), config.dataset.image_size
   ids = _global_ids(shard)
+  on_device = device_augmentations.resolve(
+      config.pretrain.augment_on) == "device"
 
   def per_example(epoch, i):
     u = _draws((config.seed, _PRETRAIN), epoch, tf.gather(ids, i), [2])
@@ -205,7 +209,7 @@ def pretrain_batches(
                                     encoded=not shard.decoded), u
 
   def per_batch(crops, u):
-    if config.pretrain.augment_on == "device":
+    if on_device:
       return dict(photometric.view_params(u, recipe), crops=crops)
     view_a, view_b = photometric.finish_views(crops, u, recipe)
     return {"view_a": view_a, "view_b": view_b}

@@ -1,6 +1,7 @@
 """The photometric half of the two-view augmentation, in JAX, on the device.
 
-With `config.pretrain.augment_on = "device"` the input pipeline stops after
+With `config.pretrain.augment_on = "device"` (what "auto" picks on a GPU or
+TPU, resolve below) the input pipeline stops after
 the geometric half (uint8 crops) and ships each view's photometric
 parameters, drawn on the host by augmentations.photometric_params from the
 same keyed uniforms; the jitted training step turns them into views here, as
@@ -23,6 +24,23 @@ import ml_collections
 from vicreg_haiku.data import augmentation_constants
 
 Params = Mapping[str, jax.Array]
+
+# config.pretrain.augment_on's values; "auto" picks by JAX's backend.
+AUGMENT_ON = ("auto", "host", "device")
+
+
+def resolve(augment_on: str, backend: str | None = None) -> str:
+  """"host" or "device" for config.pretrain.augment_on.
+
+  "auto" is "device" on a GPU or TPU (whose hosts cannot keep up with the
+  colour work per pixel) and "host" on a CPU (where XLA's CPU colour ops
+  are slower than tf.data's and the step, not the pipeline, is the limit).
+  `backend`: jax.default_backend() unless given.
+  """
+  if augment_on != "auto":
+    return augment_on
+  backend = backend or jax.default_backend()
+  return "host" if backend == "cpu" else "device"
 
 
 def _clip(x: jax.Array) -> jax.Array:

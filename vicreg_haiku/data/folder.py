@@ -5,9 +5,9 @@ import os
 from typing import Optional
 
 import numpy as np
-import tensorflow as tf
 
 from vicreg_haiku.data import class_filter
+from vicreg_haiku.data import file_reads
 from vicreg_haiku.data import folder_index
 from vicreg_haiku.data import shards
 
@@ -66,21 +66,13 @@ def open_split(key: shards.SourceKey, split: str) -> shards.Split:
   def make_shard(index, count, examples=None):
     ids = (np.arange(len(paths)) if examples is None else examples)[
         index::count]
-    local_paths = tf.constant(paths[ids].astype(bytes))
-    local_labels = labels[ids]
     decoded_bytes = len(ids) * (shape[0] * shape[1] * 3 if shape else np.inf)
-    with tf.device("/cpu:0"):
-      path_table = tf.Variable(local_paths, trainable=False)
-    label_table = tf.constant(local_labels)
-
-    def read(i):
-      return (tf.io.read_file(tf.gather(path_table, i)),
-              tf.gather(label_table, i))
-
+    read = file_reads.read_fn(paths[ids], labels[ids],
+                              file_reads.unreadable_list(indexes[0].stem))
     if decoded_bytes <= key.in_memory_max_bytes:
       return shards.Shard(
           info, len(ids), True,
-          shards.in_memory_read(*shards.decode_all(read, len(ids), shape)), ids)
+          shards.decode_into_memory(read, len(ids), shape), ids)
     return shards.Shard(info, len(ids), False, read, ids)
 
   return shards.Split(info, make_shard, lambda: labels)

@@ -67,6 +67,7 @@ class Index:
   labels: np.ndarray  # int32
   heights: np.ndarray  # int32
   widths: np.ndarray  # int32
+  stem: Optional[str] = None  # where the index was written (+ ".npz")
 
   def __len__(self) -> int:
     return len(self.paths)
@@ -347,4 +348,4 @@ def build(root: str, split: str, index_dir: Optional[str]) -> Index:
     _warn_bad(listing, bad, stem and stem + ".bad.txt")
   good = ~bad
   return Index(listing.directory, listing.class_names, listing.paths[good],
-               listing.labels[good], heights[good], widths[good])
+               listing.labels[good], heights[good], widths[good], stem)

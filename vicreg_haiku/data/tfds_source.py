@@ -218,10 +218,9 @@ def open_split(key: shards.SourceKey, split: str) -> shards.Split:
         return image, _relabelled(label, relabel)
 
       if in_memory:
-        return shards.Shard(
-            info, len(ids), True,
-            shards.in_memory_read(*shards.decode_all(read, len(ids), shape)),
-            ids)
+        return shards.Shard(info, len(ids), True,
+                            shards.decode_into_memory(read, len(ids), shape),
+                            ids)
       return shards.Shard(info, len(ids), False, read, ids)
     encoded_bytes = len(ids) * bytes_per_example
     if not in_memory and encoded_bytes > key.in_memory_max_bytes:

@@ -73,7 +73,7 @@ def two_views(config: ml_collections.ConfigDict, batch
               ) -> tuple[jax.Array, jax.Array]:
   """The views of a pretrain_batches batch; made here when augment_on is
   "device" (inside the jitted step, on the accelerator)."""
-  if config.pretrain.augment_on == "device":
+  if device_augmentations.resolve(config.pretrain.augment_on) == "device":
     recipe = config.augmentations[config.pretrain.augmentation]
     return device_augmentations.two_views(batch, recipe)
   return batch["view_a"], batch["view_b"]
