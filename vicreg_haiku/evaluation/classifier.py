@@ -157,12 +157,15 @@ def init_state(config, phase: str, model, optimizer,
 
 
 def make_step(model, optimizer_for: Callable[[Mapping[str, jax.Array]],
-                                             optax.GradientTransformation]):
+                                             optax.GradientTransformation],
+              step_key: Callable[[jax.Array], jax.Array | None] = (
+                  lambda step: None)):
   """step(state, batch, phase_rates); optimizer_for(phase_rates) builds the
-  optimizer from the traced rates."""
+  optimizer from the traced rates; step_key(step) the key of the model's
+  randomness (a ViT's drop-path; transforms.step_key)."""
 
-  def loss_fn(params, net_state, batch):
-    logits, net_state = model.apply(params, net_state, None, batch["image"],
+  def loss_fn(params, net_state, rng, batch):
+    logits, net_state = model.apply(params, net_state, rng, batch["image"],
                                     is_training=True)
     loss = jnp.mean(optax.softmax_cross_entropy_with_integer_labels(
         logits.astype(jnp.float32), batch["label"]))
@@ -171,7 +174,8 @@ def make_step(model, optimizer_for: Callable[[Mapping[str, jax.Array]],
 
   def step(state: transforms.TrainState, batch, phase_rates):
     (loss, (net_state, metrics)), grads = jax.value_and_grad(
-        loss_fn, has_aux=True)(state.params, state.net_state, batch)
+        loss_fn, has_aux=True)(state.params, state.net_state,
+                               step_key(state.step), batch)
     new, guard = optimizers.apply_if_finite(optimizer_for(phase_rates), state,
                                             net_state, loss, grads)
     return new, dict(metrics, **guard, loss=loss)
@@ -196,7 +200,9 @@ def run(config: ml_collections.ConfigDict,
   phase_rates = rates(config, phase)
   _, total = steps(config, phase)
   step_fn = functools.partial(
-      jax.jit(make_step(model, optimizer_for), donate_argnums=0),
+      jax.jit(make_step(model, optimizer_for,
+                        functools.partial(transforms.step_key, config, phase)),
+              donate_argnums=0),
       phase_rates=phase_rates)
 
   def batches(start_step):
