@@ -244,3 +244,32 @@ def test_bad_vit_settings_are_refused_in_one_line(change, message):
   with pytest.raises(errors.ConfigError, match=message) as raised:
     config_checks.validate(config, device_count=1)
   assert "\n" not in str(raised.value)
+
+
+def test_vit_small_patch16_equals_timms_at_224_and_160_px():
+  """The real size: timm's vit_small_patch16_224 (random, norms and tokens
+  redrawn) through from_torch, at 224 px and at 160 px (10x10 patches,
+  position embeddings resampled)."""
+  torch.manual_seed(0)
+  model = timm.create_model("vit_small_patch16_224", pretrained=False,
+                            num_classes=0, dynamic_img_size=True)
+  with torch.no_grad():
+    for layer in model.modules():
+      if isinstance(layer, nn.LayerNorm):
+        layer.weight.uniform_(0.5, 1.5)
+        layer.bias.uniform_(-0.5, 0.5)
+    model.cls_token.normal_()
+    model.pos_embed.normal_()
+  config = defaults.base_config()
+  config.model.update(encoder="vit_small", patch_size=16,
+                      expander_dims=(16, 8))
+  config.dataset.image_size = 224
+  params, _ = torch_weights.from_torch(model.state_dict(), config)
+  net = hk.transform(lambda images: transforms.make_encoder(config)(
+      images, is_training=False))
+  for size in (224, 160):
+    images = images_of(size, batch=2)
+    ours = jax.jit(net.apply)(params, None, images)
+    assert ours.shape == (2, 384)
+    assert relative_error(ours, timm_features(model, images, False)
+                          ) <= TOLERANCE, size
