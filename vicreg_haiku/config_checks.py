@@ -94,6 +94,8 @@ def _check_official_probe(probe: ml_collections.ConfigDict) -> None:
 def _check_vit(config: ml_collections.ConfigDict) -> None:
   model, size = config.model, config.dataset.image_size
   _positive("model.patch_size", model.patch_size)
+  if model.depth is not None:
+    _positive("model.depth", model.depth)
   _choice("model.pool", model.pool, vit.POOLS)
   if size % model.patch_size:
     raise errors.ConfigError(

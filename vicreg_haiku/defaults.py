@@ -124,6 +124,8 @@ def base_config() -> config_dict.ConfigDict:
       patch_size=16,  # ViTs: 16 (4 or 8 for 32-96 px images)
       pool="token",  # ViTs: token (the class token, timm's) | mean
       drop_path=0.0,  # ViTs: stochastic depth, rising to this at the end
+      # ViTs: the number of blocks; None: the encoder's (12, as timm's).
+      depth=config_dict.placeholder(int),
       expander_dims=(8192, 8192, 8192),
       # Start from these weights: a .pth / .pt state_dict (torchvision or
       # official VICReg layout, vicreg_haiku/torch_weights.py) or another

@@ -73,7 +73,8 @@ def make_encoder(config: ml_collections.ConfigDict) -> hk.Module:
   are built for config.dataset.image_size."""
   model = config.model
   if is_vit(config):
-    return VITS[model.encoder](patch_size=model.patch_size,
+    depth = {} if model.depth is None else {"depth": model.depth}
+    return VITS[model.encoder](**depth, patch_size=model.patch_size,
                                image_size=config.dataset.image_size,
                                pool=model.pool, drop_path=model.drop_path,
                                name=ENCODER)

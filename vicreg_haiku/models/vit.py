@@ -195,10 +195,10 @@ class VisionTransformer(hk.Module):
 
 def _sized(width: int, num_heads: int):
 
-  def build(*, patch_size: int = 16, image_size: int = 224,
+  def build(*, depth: int = 12, patch_size: int = 16, image_size: int = 224,
             pool: str = "token", drop_path: float = 0.0,
             name: str | None = None) -> VisionTransformer:
-    return VisionTransformer(width, 12, num_heads, patch_size=patch_size,
+    return VisionTransformer(width, depth, num_heads, patch_size=patch_size,
                              image_size=image_size, pool=pool,
                              drop_path=drop_path, name=name)
 
