@@ -6,14 +6,17 @@ flags: 2x2 patches. drop_path 0.1: the pretraining and classifier
 steps draw it from keys folded from (seed, phase, step).
 """
 
-import os
 import json
+import os
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 
+import numpy as np
 import pytest
+import torch
 
 from test_reliability import FLAGS
 from test_reliability import ROOT
@@ -21,6 +24,10 @@ from test_reliability import ckpt_dir
 from test_reliability import metrics
 from test_reliability import run_launch
 from test_reliability import steps
+from test_vit import TOLERANCE
+from test_vit import relative_error
+
+from vicreg_haiku.evaluation import pretrained
 
 VIT = ["--config.model.encoder=vit_tiny", "--config.model.depth=2",
        "--config.model.patch_size=4",
@@ -81,3 +88,27 @@ def test_every_phase_runs(tmp_path):
     results = json.load(f)
   for phase in ("linear_probe", "finetune", "supervised"):
     assert 0 <= results[phase]["top1"] <= 1, results
+
+
+def test_export_loads_into_timm_with_the_printed_lines(reference, tmp_path):
+  """python -m vicreg_haiku.export -> the printed timm.create_model(...) and
+  load_state_dict(strict=True) -> our features."""
+  output = str(tmp_path / "vit.pth")
+  result = subprocess.run(
+      [sys.executable, "-m", "vicreg_haiku.export", f"--workdir={reference}",
+       f"--output={output}"],
+      cwd=ROOT, capture_output=True, text=True, timeout=300, check=True)
+  assert "(vit_tiny, patch_size=4, pool=token)" in result.stdout
+  lines = result.stdout.split("load it in PyTorch with:\n")[1]
+  assert "timm.create_model('vit_tiny_patch16_224', pretrained=False, " \
+      "num_classes=0, img_size=8, patch_size=4, global_pool='token', " \
+      "depth=2)" in lines
+  namespace = {}
+  exec(textwrap.dedent(lines), namespace)  # pylint: disable=exec-used
+  model = namespace["model"].eval()
+  images = np.random.default_rng(10).normal(size=(5, 8, 8, 3)).astype(
+      np.float32)
+  with torch.no_grad():
+    theirs = model(torch.from_numpy(images.transpose(0, 3, 1, 2).copy()))
+  ours = pretrained.load_encoder(reference)(images)
+  assert relative_error(ours, theirs.numpy()) <= TOLERANCE
