@@ -22,7 +22,7 @@ def load_config(name: str):
 
 
 @pytest.mark.parametrize("name", ["digits", "stl10", "folder", "imagenet",
-                                  "imagenet100"])
+                                  "imagenet100", "imagenet_vit"])
 def test_shipped_configs_are_valid(name):
   config = load_config(name)
   if config.dataset.name == "folder":
