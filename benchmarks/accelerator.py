@@ -194,7 +194,8 @@ class Runner:
             sys.executable, _STEP, "--encoder", row.encoder,
             "--width", str(s.width), "--size", str(row.size),
             "--expander", str(row.expander), "--augment_on", row.augment_on,
-            "--patch_size", "16", "--precision", "bfloat16", "--batch_per_device", str(batch),
+            "--patch_size", "16", "--precision", "bfloat16",
+            "--batch_per_device", str(batch),
             "--warmup", str(s.warmup), "--steps", str(s.steps),
             "--matmul_size", str(s.matmul_size), "--json", out.name]
         if row.loop:

@@ -19,6 +19,8 @@ import torch
 from timm.layers import pos_embed as timm_pos_embed
 from torch import nn
 
+from test_config import load_config
+
 from vicreg_haiku import config_checks
 from vicreg_haiku import defaults
 from vicreg_haiku.models import torch_weights
@@ -273,3 +275,31 @@ def test_vit_small_patch16_equals_timms_at_224_and_160_px():
     assert ours.shape == (2, 384)
     assert relative_error(ours, timm_features(model, images, False)
                           ) <= TOLERANCE, size
+
+
+@pytest.mark.parametrize("size, expected", [(224, 16), (96, 8), (64, 8),
+                                            (32, 4), (16, 2), (100, 4)])
+def test_the_patch_size_follows_the_image_size_unless_set(size, expected):
+  config = config_of(size=size)
+  config.model.patch_size = None
+  assert transforms.patch_size(config) == expected
+  config.model.patch_size = 7
+  assert transforms.patch_size(config) == 7
+
+
+@pytest.mark.parametrize("name", ["digits", "folder"])
+def test_the_small_configs_take_a_vit_as_they_are(name):
+  config = load_config(name)
+  config.dataset.folder = "/data/photos"
+  config.model.encoder = "vit_small"
+  config_checks.validate(config, device_count=1)
+
+
+def test_an_image_too_small_for_any_patch_is_refused():
+  config = config_of(size=8)
+  config.model.patch_size = None
+  with pytest.raises(errors.ConfigError,
+                     match=r"image_size=8: no patch size of 16, 8, 4 or 2 "
+                     r"cuts it into at least 8 x 8 patches; set "
+                     r"--config.model.patch_size"):
+    config_checks.validate(config, device_count=1)

@@ -93,14 +93,20 @@ def _check_official_probe(probe: ml_collections.ConfigDict) -> None:
 
 def _check_vit(config: ml_collections.ConfigDict) -> None:
   model, size = config.model, config.dataset.image_size
-  _positive("model.patch_size", model.patch_size)
+  if model.patch_size is None and transforms.patch_size(config) is None:
+    raise errors.ConfigError(
+        f"config.dataset.image_size={size}: no patch size of 16, 8, 4 or 2 "
+        "cuts it into at least 8 x 8 patches; set --config.model.patch_size")
+  if model.patch_size is not None:
+    _positive("model.patch_size", model.patch_size)
+  patch = transforms.patch_size(config)
   if model.depth is not None:
     _positive("model.depth", model.depth)
   _choice("model.pool", model.pool, vit.POOLS)
-  if size % model.patch_size:
+  if size % patch:
     raise errors.ConfigError(
         f"config.dataset.image_size={size} is not a multiple of "
-        f"config.model.patch_size={model.patch_size}: a ViT cuts the image "
+        f"config.model.patch_size={patch}: a ViT cuts the image "
         "into whole patches; use e.g. patch 16 at 224 px, 8 or 4 at 32-96 px")
   if not 0 <= model.drop_path < 1:
     raise errors.ConfigError(

@@ -121,7 +121,9 @@ def base_config() -> config_dict.ConfigDict:
       encoder="resnet18",
       stem="cifar",  # ResNets: imagenet | cifar
       width=64,  # ResNets: channels of the first stage
-      patch_size=16,  # ViTs: 16 (4 or 8 for 32-96 px images)
+      # ViTs: pixels per patch side; None: by the image size (16 at 224 px,
+      # 8 at 96, 4 at 32, 2 at 16: transforms.patch_size).
+      patch_size=config_dict.placeholder(int),
       pool="token",  # ViTs: token (the class token, timm's) | mean
       drop_path=0.0,  # ViTs: stochastic depth, rising to this at the end
       # ViTs: the number of blocks; None: the encoder's (12, as timm's).

@@ -38,6 +38,12 @@ def _projector_line(state_dict: Mapping[str, Any]) -> str:
   return f"projector = torch.nn.Sequential({', '.join(layers)})"
 
 
+def _patch_size(config: ml_collections.ConfigDict) -> int:
+  # Imported here, as main's imports: --help does not wait for JAX.
+  from vicreg_haiku.models import transforms  # pylint: disable=g-import-not-at-top
+  return transforms.patch_size(config)
+
+
 def _timm_lines(config: ml_collections.ConfigDict) -> list[str]:
   """timm's ViT of the run: its vit_*_patch16_224 at the run's sizes (timm's
   names assume 224 px, patch 16 and token pooling); mean pooling is timm's
@@ -48,7 +54,7 @@ def _timm_lines(config: ml_collections.ConfigDict) -> list[str]:
   return ["import timm, torch",
           f"model = timm.create_model('{model.encoder}_patch16_224', "
           f"pretrained=False, num_classes=0, img_size="
-          f"{config.dataset.image_size}, patch_size={model.patch_size}, "
+          f"{config.dataset.image_size}, patch_size={_patch_size(config)}, "
           f"global_pool='{pool}'{depth})"]
 
 
@@ -121,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     return 1
   part = "encoder and expander" if args.expander else "encoder"
   model = config.model
-  settings = (f"patch_size={model.patch_size}, pool={model.pool}"
+  settings = (f"patch_size={_patch_size(config)}, pool={model.pool}"
               if model.encoder.startswith("vit_")
               else f"stem={model.stem}, width={model.width}")
   print(f"wrote {args.output} ({size / 2**20:.1f} MiB, {len(state_dict)} "

@@ -164,7 +164,8 @@ def _model_shapes(config: ml_collections.ConfigDict):
 def _describe(config: ml_collections.ConfigDict, with_expander: bool) -> str:
   model = config.model
   if _is_vit(model.encoder):
-    text = (f"encoder={model.encoder}, patch_size={model.patch_size}, "
+    text = (f"encoder={model.encoder}, "
+            f"patch_size={transforms.patch_size(config)}, "
             f"pool={model.pool}")
   else:
     text = f"encoder={model.encoder}, stem={model.stem}, width={model.width}"

@@ -68,13 +68,30 @@ def is_vit(config: ml_collections.ConfigDict) -> bool:
   return config.model.encoder in VITS
 
 
+# Patch sizes a ViT picks by itself, the largest first, and the fewest
+# patches along a side it accepts (timm's ViTs at 224 px / 16 have 14).
+_AUTO_PATCHES = (16, 8, 4, 2)
+_MIN_GRID = 8
+
+
+def patch_size(config: ml_collections.ConfigDict) -> int | None:
+  """config.model.patch_size, or where it is None the largest of 16, 8, 4,
+  2 that cuts dataset.image_size into at least 8 x 8 whole patches (224 px:
+  16, 96: 8, 32: 4, 16: 2); None if none does."""
+  if config.model.patch_size is not None:
+    return config.model.patch_size
+  size = config.dataset.image_size
+  return next((p for p in _AUTO_PATCHES
+               if size % p == 0 and size // p >= _MIN_GRID), None)
+
+
 def make_encoder(config: ml_collections.ConfigDict) -> hk.Module:
   """The configured encoder, named "encoder". A ViT's position embeddings
   are built for config.dataset.image_size."""
   model = config.model
   if is_vit(config):
     depth = {} if model.depth is None else {"depth": model.depth}
-    return VITS[model.encoder](**depth, patch_size=model.patch_size,
+    return VITS[model.encoder](**depth, patch_size=patch_size(config),
                                image_size=config.dataset.image_size,
                                pool=model.pool, drop_path=model.drop_path,
                                name=ENCODER)
