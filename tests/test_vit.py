@@ -23,6 +23,7 @@ from test_config import load_config
 
 from vicreg_haiku import config_checks
 from vicreg_haiku import defaults
+from vicreg_haiku.models import precision
 from vicreg_haiku.models import torch_weights
 from vicreg_haiku.models import transforms
 from vicreg_haiku.models import vit
@@ -303,3 +304,41 @@ def test_an_image_too_small_for_any_patch_is_refused():
                      r"cuts it into at least 8 x 8 patches; set "
                      r"--config.model.patch_size"):
     config_checks.validate(config, device_count=1)
+
+
+def test_bfloat16_computes_blocks_in_bfloat16_and_norms_in_float32():
+  """Under precision=bfloat16: params stay float32, the attention and MLP
+  run in bfloat16, every LayerNorm computes in float32, features come out
+  float32 and near the float32 ones."""
+  seen = {}
+
+  def forward(images):
+
+    def interceptor(next_f, args, kwargs, context):
+      out = next_f(*args, **kwargs)
+      if context.method_name == "__call__":
+        name = type(context.module).__name__
+        seen.setdefault(name, set()).add(jnp.asarray(args[0]).dtype)
+      return out
+
+    with hk.intercept_methods(interceptor):
+      return tiny_vit(patch_size=PATCH, image_size=SIZE,
+                      name=transforms.ENCODER)(images, False)
+
+  net = hk.transform(forward)
+  images = images_of(SIZE)
+  params = net.init(jax.random.key(0), images)
+  reference = net.apply(params, None, images)
+  try:
+    precision.set_compute_dtype("bfloat16")
+    seen.clear()
+    features = net.apply(params, None, images)
+  finally:
+    precision.set_compute_dtype("float32")
+  assert features.dtype == jnp.float32
+  assert {p.dtype for p in jax.tree.leaves(params)} == {jnp.dtype("float32")}
+  # What each module's __call__ computes on (after its policy's cast).
+  assert seen["Linear"] == {jnp.dtype("bfloat16")}
+  assert seen["_PatchEmbed"] == {jnp.dtype("bfloat16")}
+  assert seen["LayerNorm"] == {jnp.dtype("float32")}
+  assert relative_error(features, reference) < 3e-2
