@@ -28,12 +28,13 @@ The recipe (no published VICReg ViT-S/16 ImageNet recipe exists to copy):
   Table 8 shows ResNet-50 gaining from width; no such study for ViTs).
 - Batch 1024, 100 epochs, the official VICReg augmentations, bfloat16.
 
-Runtime (an estimate from the step's FLOPs, until measured): a ViT-S/16
-forward at 224 px is 4.6 GFLOPs, so a two-view training step ~28 GFLOPs an
-image; 100 epochs of 1.28M images are ~3.5e18 FLOPs: ~2.5 h on one H100 at
-40% of its 989 TFLOP/s bfloat16 peak, if the input pipeline keeps up
-(~14k images/s; it likely will not on one host). benchmarks/accelerator.py
-has ViT-S/16 rows that measure the step.
+Runtime (an estimate from the step's FLOPs, until measured): XLA's cost
+analysis counts 56.6 GFLOPs an image for the two-view ViT-S/16 training step
+at 224 px with this expander (benchmarks/train_step.py, 905.5 GFLOP a step
+of 16; a forward is 4.6 GMACs). 100 epochs of 1.28M images are ~7.2e18
+FLOPs: ~5 h on one H100 at 40% of its 989 TFLOP/s bfloat16 peak (~7k
+images/s, if the input pipeline keeps up; on one host it likely will not).
+benchmarks/accelerator.py has ViT-S/16 rows that measure the step.
 
 To compare (other methods and data; not reproduced here): DINO ViT-S/16,
 800 epochs: 77.0% linear, 74.5% k-NN on ImageNet (DINO paper, Table 2);
