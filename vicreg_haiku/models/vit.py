@@ -170,10 +170,6 @@ class VisionTransformer(hk.Module):
     self._pool = pool
     self._drop_path = drop_path
 
-  @property
-  def feature_dim(self) -> int:
-    return self._width
-
   def __call__(self, images: jax.Array, is_training: bool) -> jax.Array:
     x, grid = _PatchEmbed(self._patch, self._width)(images)
     cls_token = hk.get_parameter("cls_token", (1, 1, self._width), x.dtype,
