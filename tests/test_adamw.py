@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from vicreg_haiku import defaults
+from vicreg_haiku.evaluation import classifier
 from vicreg_haiku.training import optimizers
 from vicreg_haiku.training import pretrain_step
 
@@ -148,3 +149,40 @@ def test_a_vit_trains_at_adamws_rate_not_larss():
       _config("resnet18"), 10)
   assert float(lars_schedule(10)) == pytest.approx(0.2)
   assert not optax.tree.get_all_with_path(lars_optimizer.init(params), "nu")
+
+
+@pytest.mark.parametrize("encoder, expected", [("resnet18", "sgd"),
+                                               ("vit_small", "adamw")])
+def test_finetune_and_supervised_choose_by_the_encoder(encoder, expected):
+  config = _config(encoder)
+  config.finetune.adamw.lr_backbone = 1e-4
+  for phase in classifier.PHASES:
+    assert classifier.optimizer_name(config, phase) == expected
+  rates = classifier.rates(config, "finetune")
+  assert float(rates["lr_backbone"]) == pytest.approx(
+      1e-4 if expected == "adamw" else 0.01)
+  config.finetune.optimizer = "sgd"
+  assert classifier.optimizer_name(config, "finetune") == "sgd"
+
+
+def test_a_vit_finetunes_with_adamw_as_torch():
+  """Two steps of the fine-tune optimizer (encoder and head groups, cosine
+  to 0) against torch.optim.AdamW with the same per-step rates."""
+  config = _config("vit_small")
+  config.finetune.update(epochs=1, batch_size=256)
+  config.finetune.adamw.update(lr_backbone=0.01, lr_head=0.03,
+                               weight_decay=0.2)
+  rng = np.random.default_rng(3)
+  params = {"encoder/block_0/mlp_fc1": {"w": rng.normal(size=(3, 4)),
+                                        "b": rng.normal(size=(4,))},
+            "head": {"w": rng.normal(size=(4, 2)), "b": rng.normal(size=(2,))}}
+  grads_seq = _grads_seq(rng, params, 2, scale=1.0)
+  ours = _ours(classifier.make_optimizer(config, "finetune",
+                                         classifier.rates(config, "finetune")),
+               params, grads_seq)
+  total = classifier.steps(config, "finetune")[1]
+  for module, base in (("encoder/block_0/mlp_fc1", 0.01), ("head", 0.03)):
+    lrs = [base * 0.5 * (1 + np.cos(np.pi * t / total)) for t in range(2)]
+    _assert_close(ours, _torch_adamw({module: params[module]},
+                                     [{module: g[module]} for g in grads_seq],
+                                     lrs, [0.2, 0.2], None))

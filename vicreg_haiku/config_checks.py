@@ -171,6 +171,11 @@ def validate(config: ml_collections.ConfigDict, device_count: int) -> None:
   for phase in ("pretrain", "finetune", "supervised", "linear_probe"):
     _positive(f"{phase}.epochs", config[phase].epochs)
   for phase in ("finetune", "supervised"):
+    _choice(f"{phase}.optimizer", config[phase].optimizer,
+            ("auto", "sgd", "adamw"))
+    for field in ("lr_backbone", "lr_head", "weight_decay"):
+      _positive(f"{phase}.adamw.{field}", config[phase].adamw[field],
+                zero_ok=True)
     fraction = config[phase].label_fraction
     if fraction is None or not 0 < fraction <= 1:
       raise errors.ConfigError(

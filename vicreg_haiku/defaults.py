@@ -67,6 +67,8 @@ def classifier_training(**learning) -> config_dict.ConfigDict:
   return config_dict.ConfigDict(dict(
       epochs=100,
       batch_size=256,
+      # sgd | adamw | auto: SGD for ResNets, AdamW for ViTs.
+      optimizer="auto",
       momentum=0.9,  # SGD with momentum, cosine decay to 0
       augment=True,  # random resized crop + flip on the labelled split
       crop_scale=(0.08, 1.0),
@@ -79,6 +81,10 @@ def classifier_training(**learning) -> config_dict.ConfigDict:
       # Train on this tfds dataset's train split instead ("": dataset.name's)
       # and test on dataset.name's test split, e.g. imagenet2012_subset/1pct.
       train_dataset="",
+      # AdamW's rates (DeiT: 5e-4 x batch / 512 at batch 256, wd 0.05);
+      # the SGD rates are the phase's own lr_backbone, lr_head, weight_decay.
+      adamw=config_dict.ConfigDict(dict(
+          lr_backbone=2.5e-4, lr_head=2.5e-4, weight_decay=0.05)),
       **learning,
   ))
 

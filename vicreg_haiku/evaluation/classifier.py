@@ -107,22 +107,37 @@ def rates(config: ml_collections.ConfigDict, phase: str
   in them) compile one program (the second loads it from the persistent
   compilation cache)."""
   settings = config[phase]
+  if optimizer_name(config, phase) == "adamw":
+    settings = settings.adamw
   return {name: np.float32(settings[name])
           for name in ("lr_backbone", "lr_head", "weight_decay")}
+
+
+def optimizer_name(config: ml_collections.ConfigDict, phase: str) -> str:
+  """config[phase].optimizer, "auto" resolved by the encoder: SGD for
+  ResNets, AdamW for ViTs (DeiT's recipe; SGD's rates would wreck a ViT)."""
+  name = config[phase].optimizer
+  if name != "auto":
+    return name
+  return "adamw" if transforms.is_vit(config) else "sgd"
 
 
 def make_optimizer(config: ml_collections.ConfigDict, phase: str,
                    phase_rates: Mapping[str, jax.typing.ArrayLike]
                    ) -> optax.GradientTransformation:
-  """SGD + momentum, cosine to 0, one learning rate for the encoder and one
-  for the head; weight decay on weights only (not biases, not BN).
+  """SGD + momentum (or AdamW: optimizer_name), cosine to 0, one learning
+  rate for the encoder and one for the head; weight decay on weights only
+  (not biases, not norms; AdamW nor on pos_embed, cls_token).
 
   phase_rates: rates(config, phase), or the same traced inside the step.
   """
   settings = config[phase]
   _, total = steps(config, phase)
 
-  def sgd(lr):
+  def group(lr):
+    if optimizer_name(config, phase) == "adamw":
+      return optimizers.adamw(optax.cosine_decay_schedule(lr, total),
+                              weight_decay=phase_rates["weight_decay"])
     return optax.chain(
         optax.add_decayed_weights(phase_rates["weight_decay"],
                                   mask=optimizers.lars_mask),
@@ -138,8 +153,8 @@ def make_optimizer(config: ml_collections.ConfigDict, phase: str,
         for module, leaves in params.items()
     }
 
-  return optax.multi_transform({"encoder": sgd(phase_rates["lr_backbone"]),
-                                "head": sgd(phase_rates["lr_head"])}, label)
+  return optax.multi_transform({"encoder": group(phase_rates["lr_backbone"]),
+                                "head": group(phase_rates["lr_head"])}, label)
 
 
 def init_state(config, phase: str, model, optimizer,
