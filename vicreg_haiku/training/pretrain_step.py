@@ -23,8 +23,9 @@ PHASE = "pretrain"
 
 def optimizer_name(config: ml_collections.ConfigDict) -> str:
   """config.pretrain.optimizer, "auto" resolved by the encoder: LARS (the
-  official VICReg recipe) for ResNets, AdamW for ViTs (LARS collapses or
-  crawls on ViTs; VICRegL, DINO and every ViT recipe since use AdamW)."""
+  official VICReg recipe) for ResNets, AdamW for ViTs (as VICRegL and DINO;
+  stable-pretraining reports LARS collapsing BYOL and Barlow Twins on
+  ViTs)."""
   name = config.pretrain.optimizer
   if name != "auto":
     return name
@@ -109,7 +110,8 @@ def two_views(config: ml_collections.ConfigDict, batch
 
 def make_step(config: ml_collections.ConfigDict, model,
               optimizer: optax.GradientTransformation, schedule_lr):
-  """The pretraining step on the global batch: loss, grads, LARS update."""
+  """The pretraining step on the global batch: loss, grads, the optimizer's
+  update; a ViT's drop-path keyed by transforms.step_key."""
 
   def loss_fn(params, net_state, rng, view_a, view_b):
     (z_a, z_b, _), net_state = model.apply(params, net_state, rng, view_a,
