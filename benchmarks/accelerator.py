@@ -7,6 +7,7 @@
 Runs benchmarks/train_step.py once per row, each in a process of its own (so
 each row's peak device memory is its own): ResNet-18 at 96 px and ResNet-50
 at 224 px, each with the official 8192-8192-8192 expander and a 2048 one,
+ViT-S/16 at 224 px with both expanders (AdamW, as training picks for it),
 with the views fed (augment_on host) and made inside the step from uint8
 crops (device); bfloat16 compute (jmp), float32 loss, batch 256 per chip,
 halved until it fits. The 8192 rows also run the training loop around the
@@ -99,14 +100,16 @@ TINY = Sizes(width=8, small_size=32, large_size=32, expanders=(64, 32),
 
 def plan(sizes: Sizes, with_torch: bool) -> list:
   """The rows, most important first: the PyTorch pair, the ResNet-50 row
-  the peak-fraction goal is about, then the rest."""
+  the peak-fraction goal is about, the ViT-S/16 rows, then the rest."""
   big, small = sizes.expanders
   r18 = lambda e, a, loop=False: Row("resnet18", sizes.small_size, e, a, loop)
   r50 = lambda e, a, loop=False: Row("resnet50", sizes.large_size, e, a, loop)
+  vit = lambda e, a: Row("vit_small", sizes.large_size, e, a, False)
   torch = lambda e, c: ([TorchRow(e, c)] if with_torch
                         and (sizes.torch_compile or not c) else [])
   return ([r18(big, "host", True)] + torch(big, False)
           + [r50(big, "device", True)] + torch(big, True)
+          + [vit(big, "device"), vit(small, "device")]
           + [r18(big, "device", True), r50(big, "host", True),
              r18(small, "host")] + torch(small, False)
           + [r18(small, "device"), r50(small, "host"), r50(small, "device")])
@@ -191,7 +194,8 @@ class Runner:
             sys.executable, _STEP, "--encoder", row.encoder,
             "--width", str(s.width), "--size", str(row.size),
             "--expander", str(row.expander), "--augment_on", row.augment_on,
-            "--precision", "bfloat16", "--batch_per_device", str(batch),
+            "--patch_size", "16", "--precision", "bfloat16",
+            "--batch_per_device", str(batch),
             "--warmup", str(s.warmup), "--steps", str(s.steps),
             "--matmul_size", str(s.matmul_size), "--json", out.name]
         if row.loop:

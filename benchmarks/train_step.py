@@ -6,7 +6,8 @@
 
 The default model is the PyTorch reference's (../shared/peers/
 torch_vicreg_step.py): ResNet-18 (ImageNet stem) + 512-2048-2048-2048
-expander, two views, LARS. The step is pretrain_step.jit_step, the one
+expander, two views, LARS (--encoder vit_*: timm's ViT, patch --patch_size,
+and AdamW, as training chooses). The step is pretrain_step.jit_step, the one
 training runs. Prints the median step time over --steps after --warmup steps,
 the compile time, the step's FLOPs from XLA's cost analysis, achieved
 GFLOP/s, the fraction of this machine's matmul peak in the compute dtype
@@ -105,6 +106,7 @@ def benchmark_config(args):
   config.model.encoder = args.encoder
   config.model.stem = "imagenet"
   config.model.width = args.width
+  config.model.patch_size = args.patch_size
   config.model.expander_dims = (args.expander,) * 3
   config.dataset.image_size = args.size
   config.precision = args.precision
@@ -258,7 +260,9 @@ def report(args, result: dict) -> None:
 def main():
   parser = argparse.ArgumentParser()
   parser.add_argument("--encoder", default="resnet18",
-                      choices=["resnet18", "resnet50"])
+                      choices=["resnet18", "resnet50", "vit_tiny",
+                               "vit_small", "vit_base"])
+  parser.add_argument("--patch_size", type=int, default=16, help="ViTs")
   parser.add_argument("--width", type=int, default=64)
   parser.add_argument("--expander", type=int, default=2048,
                       help="width of the expander's three layers")

@@ -22,7 +22,7 @@ def load_config(name: str):
 
 
 @pytest.mark.parametrize("name", ["digits", "stl10", "folder", "imagenet",
-                                  "imagenet100"])
+                                  "imagenet100", "imagenet_vit"])
 def test_shipped_configs_are_valid(name):
   config = load_config(name)
   if config.dataset.name == "folder":
@@ -105,15 +105,17 @@ def _launch(tmp_path, *overrides):
 @pytest.mark.parametrize("override, line", [
     ("--config.model.no_such_key=1",
      "error: --config.model.no_such_key=1: config.model has no key "
-     "'no_such_key'; its keys: encoder, expander_dims, init_from, stem, width"),
+     "'no_such_key'; its keys: depth, drop_path, encoder, expander_dims, "
+     "init_from, patch_size, pool, stem, width"),
     ("--config.pretrain.batchsize=8",
      "error: --config.pretrain.batchsize=8: config.pretrain has no key "
-     "'batchsize' (did you mean 'batch_size'?); its keys: augment_on, "
+     "'batchsize' (did you mean 'batch_size'?); its keys: adamw, augment_on, "
      "augmentation, base_lr, batch_size, checkpoint_every_seconds, "
-     "checkpoint_every_steps, collapse_fraction, collapse_std, epochs, "
+     "checkpoint_every_steps, clip_grad_norm, collapse_fraction, "
+     "collapse_std, epochs, "
      "knn_every_steps, knn_k, knn_temperature, log_every_steps, max_steps, "
-     "momentum, rankme_every_steps, rankme_examples, skip_nonfinite, "
-     "trust_coefficient, "
+     "momentum, optimizer, rankme_every_steps, rankme_examples, "
+     "skip_nonfinite, trust_coefficient, "
      "warmup_epochs, weight_decay"),
     ("--config.seed.x=1",
      "error: --config.seed.x=1: config.seed is a value (0), not a section "
@@ -157,7 +159,7 @@ def test_launch_refuses_a_bad_value_before_writing(tmp_path):
   assert result.returncode == 1
   assert result.stderr.splitlines() == [
       "error: config.model.encoder='vit' is not one of "
-      "('resnet18', 'resnet50')"]
+      "('resnet18', 'resnet50', 'vit_tiny', 'vit_small', 'vit_base')"]
   assert not workdir.exists()
 
 

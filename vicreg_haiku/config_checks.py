@@ -9,10 +9,13 @@ import ml_collections
 
 from vicreg_haiku.data import device_augmentations
 from vicreg_haiku.models import precision
+from vicreg_haiku.models import transforms
+from vicreg_haiku.models import vit
 from vicreg_haiku.utils import errors
 
 MODES = ("all", "pretrain", "linear_probe", "finetune", "supervised")
-ENCODERS = ("resnet18", "resnet50")
+ENCODERS = tuple(transforms.ENCODERS)
+OPTIMIZERS = ("auto", "lars", "adamw")
 STEMS = ("imagenet", "cifar")
 # probing._PROTOCOLS holds one function for each.
 PROBE_PROTOCOLS = ("features", "official")
@@ -89,12 +92,54 @@ def _check_official_probe(probe: ml_collections.ConfigDict) -> None:
   _crop_scale("linear_probe.official.crop_scale", probe.official.crop_scale)
 
 
+def _check_vit(config: ml_collections.ConfigDict) -> None:
+  model, size = config.model, config.dataset.image_size
+  if model.patch_size is None and transforms.patch_size(config) is None:
+    raise errors.ConfigError(
+        f"config.dataset.image_size={size}: no patch size of 16, 8, 4 or 2 "
+        "cuts it into at least 8 x 8 patches; set --config.model.patch_size")
+  if model.patch_size is not None:
+    _positive("model.patch_size", model.patch_size)
+  patch = transforms.patch_size(config)
+  if model.depth is not None:
+    _positive("model.depth", model.depth)
+  _choice("model.pool", model.pool, vit.POOLS)
+  if size % patch:
+    raise errors.ConfigError(
+        f"config.dataset.image_size={size} is not a multiple of "
+        f"config.model.patch_size={patch}: a ViT cuts the image "
+        "into whole patches; use e.g. patch 16 at 224 px, 8 or 4 at 32-96 px")
+  if not 0 <= model.drop_path < 1:
+    raise errors.ConfigError(
+        f"config.model.drop_path={model.drop_path!r} must lie in [0, 1) "
+        "(the stochastic-depth rate of the last block, e.g. 0.1)")
+
+
+def _check_optimizer(p: ml_collections.ConfigDict) -> None:
+  _choice("pretrain.optimizer", p.optimizer, OPTIMIZERS)
+  for field in ("base_lr", "weight_decay", "b1", "b2"):
+    _positive(f"pretrain.adamw.{field}", p.adamw[field], zero_ok=True)
+  for field in ("b1", "b2"):
+    if p.adamw[field] >= 1:
+      raise errors.ConfigError(
+          f"config.pretrain.adamw.{field}={p.adamw[field]!r} must be below 1 "
+          "(a moment's decay, e.g. 0.9 / 0.999)")
+  if p.adamw.weight_decay_end is not None:
+    _positive("pretrain.adamw.weight_decay_end", p.adamw.weight_decay_end,
+              zero_ok=True)
+  if p.clip_grad_norm is not None:
+    _positive("pretrain.clip_grad_norm", p.clip_grad_norm)
+
+
 def validate(config: ml_collections.ConfigDict, device_count: int) -> None:
   """Raises ConfigError on the first bad value."""
   _choice("mode", config.mode, MODES)
   _choice("precision", config.precision, precision.PRECISIONS)
   _choice("model.encoder", config.model.encoder, ENCODERS)
   _choice("model.stem", config.model.stem, STEMS)
+  if transforms.is_vit(config):
+    _check_vit(config)
+  _check_optimizer(config.pretrain)
   _choice("pretrain.augmentation", config.pretrain.augmentation,
           tuple(config.augmentations.keys()))
   _choice("pretrain.augment_on", config.pretrain.augment_on,
@@ -127,6 +172,11 @@ def validate(config: ml_collections.ConfigDict, device_count: int) -> None:
   for phase in ("pretrain", "finetune", "supervised", "linear_probe"):
     _positive(f"{phase}.epochs", config[phase].epochs)
   for phase in ("finetune", "supervised"):
+    _choice(f"{phase}.optimizer", config[phase].optimizer,
+            ("auto", "sgd", "adamw"))
+    for field in ("lr_backbone", "lr_head", "weight_decay"):
+      _positive(f"{phase}.adamw.{field}", config[phase].adamw[field],
+                zero_ok=True)
     fraction = config[phase].label_fraction
     if fraction is None or not 0 < fraction <= 1:
       raise errors.ConfigError(

@@ -67,6 +67,8 @@ def classifier_training(**learning) -> config_dict.ConfigDict:
   return config_dict.ConfigDict(dict(
       epochs=100,
       batch_size=256,
+      # sgd | adamw | auto: SGD for ResNets, AdamW for ViTs.
+      optimizer="auto",
       momentum=0.9,  # SGD with momentum, cosine decay to 0
       augment=True,  # random resized crop + flip on the labelled split
       crop_scale=(0.08, 1.0),
@@ -79,6 +81,10 @@ def classifier_training(**learning) -> config_dict.ConfigDict:
       # Train on this tfds dataset's train split instead ("": dataset.name's)
       # and test on dataset.name's test split, e.g. imagenet2012_subset/1pct.
       train_dataset="",
+      # AdamW's rates (DeiT: 5e-4 x batch / 512 at batch 256, wd 0.05);
+      # the SGD rates are the phase's own lr_backbone, lr_head, weight_decay.
+      adamw=config_dict.ConfigDict(dict(
+          lr_backbone=2.5e-4, lr_head=2.5e-4, weight_decay=0.05)),
       **learning,
   ))
 
@@ -117,9 +123,17 @@ def base_config() -> config_dict.ConfigDict:
   ))
 
   c.model = config_dict.ConfigDict(dict(
-      encoder="resnet18",  # resnet18 | resnet50
-      stem="cifar",  # imagenet | cifar
-      width=64,
+      # resnet18 | resnet50 | vit_tiny | vit_small | vit_base
+      encoder="resnet18",
+      stem="cifar",  # ResNets: imagenet | cifar
+      width=64,  # ResNets: channels of the first stage
+      # ViTs: pixels per patch side; None: by the image size (16 at 224 px,
+      # 8 at 96, 4 at 32, 2 at 16: transforms.patch_size).
+      patch_size=config_dict.placeholder(int),
+      pool="token",  # ViTs: token (the class token, timm's) | mean
+      drop_path=0.0,  # ViTs: stochastic depth, rising to this at the end
+      # ViTs: the number of blocks; None: the encoder's (12, as timm's).
+      depth=config_dict.placeholder(int),
       expander_dims=(8192, 8192, 8192),
       # Start from these weights: a .pth / .pt state_dict (torchvision or
       # official VICReg layout, vicreg_haiku/torch_weights.py) or another
@@ -135,11 +149,23 @@ def base_config() -> config_dict.ConfigDict:
       batch_size=256,
       epochs=100,
       max_steps=config_dict.placeholder(int),
+      # lars | adamw | auto: LARS for ResNets, AdamW for ViTs.
+      optimizer="auto",
+      # LARS (the official VICReg recipe):
       base_lr=0.2,  # peak lr = base_lr * batch_size / 256
-      warmup_epochs=10,
+      warmup_epochs=10,  # both optimizers
       weight_decay=1e-6,
       momentum=0.9,
       trust_coefficient=0.001,
+      # AdamW (VICRegL's main_vicregl.py: lr 5e-4 x batch / 256, wd 0.05);
+      # no decay on biases, norms, pos_embed and cls_token. weight_decay_end:
+      # None, or a cosine from weight_decay to it (DINO's wd schedule).
+      adamw=config_dict.ConfigDict(dict(
+          base_lr=5e-4, weight_decay=0.05,
+          weight_decay_end=config_dict.placeholder(float), b1=0.9, b2=0.999)),
+      # None, or clip the global gradient norm to this (torch's
+      # clip_grad_norm_), with either optimizer.
+      clip_grad_norm=config_dict.placeholder(float),
       augmentation="vicreg",  # vicreg | seed: picks c.augmentations[name]
       # Where the photometric half of the views (jitter, grayscale, blur,
       # solarize) runs: "host" (tf.data) or "device" (in the jitted step, so

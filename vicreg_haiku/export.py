@@ -1,11 +1,13 @@
-"""Writes a workdir's pretrained encoder as a torchvision state_dict.
+"""Writes a workdir's pretrained encoder as a torchvision or timm state_dict.
 
   python -m vicreg_haiku.export --workdir=DIR --output=FILE.pth [--expander]
 
 The newest pretraining checkpoint's encoder, under torchvision's ResNet key
-names (torch_weights.to_torch); --expander adds the expander as the official
-projector (keys `backbone.*` and `projector.*`: the official VICReg module's
-own state_dict). Prints what it wrote and the torch lines that load it.
+names or timm's ViT key names (torch_weights.to_torch); --expander adds the
+expander as the official projector (keys `backbone.*` and `projector.*`: the
+official VICReg module's own state_dict). Prints what it wrote and the torch
+lines that load it (for a ViT, the `timm.create_model(...)` of the run's
+image size, patch size, pooling and depth).
 """
 
 import argparse
@@ -36,18 +38,41 @@ def _projector_line(state_dict: Mapping[str, Any]) -> str:
   return f"projector = torch.nn.Sequential({', '.join(layers)})"
 
 
+def _patch_size(config: ml_collections.ConfigDict) -> int:
+  # Imported here, as main's imports: --help does not wait for JAX.
+  from vicreg_haiku.models import transforms  # pylint: disable=g-import-not-at-top
+  return transforms.patch_size(config)
+
+
+def _timm_lines(config: ml_collections.ConfigDict) -> list[str]:
+  """timm's ViT of the run: its vit_*_patch16_224 at the run's sizes (timm's
+  names assume 224 px, patch 16 and token pooling); mean pooling is timm's
+  global_pool="avg", whose fc_norm is our final LayerNorm."""
+  model = config.model
+  depth = "" if model.depth is None else f", depth={model.depth}"
+  pool = "avg" if model.pool == "mean" else "token"
+  return ["import timm, torch",
+          f"model = timm.create_model('{model.encoder}_patch16_224', "
+          f"pretrained=False, num_classes=0, img_size="
+          f"{config.dataset.image_size}, patch_size={_patch_size(config)}, "
+          f"global_pool='{pool}'{depth})"]
+
+
 def torch_lines(config: ml_collections.ConfigDict,
                 state_dict: Mapping[str, Any], path: str) -> list[str]:
   """Python lines that build a torch model of config's encoder (and the
   official projector, when the state_dict has one) and load `path`, which
   holds `state_dict`, into it with strict=True."""
   model = config.model
-  lines = ["import torch, torchvision",
-           f"model = torchvision.models.{model.encoder}()",
-           "model.fc = torch.nn.Identity()"]
-  if model.stem == "cifar":
-    lines += [f"model.conv1 = torch.nn.Conv2d(3, {model.width}, 3, 1, 1, "
-              "bias=False)", "model.maxpool = torch.nn.Identity()"]
+  if model.encoder.startswith("vit_"):
+    lines = _timm_lines(config)
+  else:
+    lines = ["import torch, torchvision",
+             f"model = torchvision.models.{model.encoder}()",
+             "model.fc = torch.nn.Identity()"]
+    if model.stem == "cifar":
+      lines += [f"model.conv1 = torch.nn.Conv2d(3, {model.width}, 3, 1, 1, "
+                "bias=False)", "model.maxpool = torch.nn.Identity()"]
   if not any(key.startswith("projector.") for key in state_dict):
     return lines + [f"model.load_state_dict(torch.load({path!r}), "
                     "strict=True)"]
@@ -63,7 +88,8 @@ def torch_lines(config: ml_collections.ConfigDict,
 def _how_to_load(config: ml_collections.ConfigDict,
                  state_dict: Mapping[str, Any], path: str) -> str:
   width = config.model.width
-  if width != _TORCHVISION_WIDTH:
+  if not config.model.encoder.startswith("vit_") and (
+      width != _TORCHVISION_WIDTH):
     return (f"width {width}: no torchvision constructor builds this encoder "
             f"(its first stage has {_TORCHVISION_WIDTH} channels); a ResNet "
             f"with {width}, {2 * width}, {4 * width}, {8 * width} channels per"
@@ -100,10 +126,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"error: {error}", file=sys.stderr)
     return 1
   part = "encoder and expander" if args.expander else "encoder"
+  model = config.model
+  settings = (f"patch_size={_patch_size(config)}, pool={model.pool}"
+              if model.encoder.startswith("vit_")
+              else f"stem={model.stem}, width={model.width}")
   print(f"wrote {args.output} ({size / 2**20:.1f} MiB, {len(state_dict)} "
         f"tensors): the {part} of {args.workdir}/pretrain step {step} "
-        f"({config.model.encoder}, stem={config.model.stem}, width="
-        f"{config.model.width})")
+        f"({model.encoder}, {settings})")
   print(_how_to_load(config, state_dict, args.output))
   return 0
 

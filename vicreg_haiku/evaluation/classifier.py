@@ -107,22 +107,37 @@ def rates(config: ml_collections.ConfigDict, phase: str
   in them) compile one program (the second loads it from the persistent
   compilation cache)."""
   settings = config[phase]
+  if optimizer_name(config, phase) == "adamw":
+    settings = settings.adamw
   return {name: np.float32(settings[name])
           for name in ("lr_backbone", "lr_head", "weight_decay")}
+
+
+def optimizer_name(config: ml_collections.ConfigDict, phase: str) -> str:
+  """config[phase].optimizer, "auto" resolved by the encoder: SGD for
+  ResNets, AdamW for ViTs (DeiT's recipe; SGD's rates would wreck a ViT)."""
+  name = config[phase].optimizer
+  if name != "auto":
+    return name
+  return "adamw" if transforms.is_vit(config) else "sgd"
 
 
 def make_optimizer(config: ml_collections.ConfigDict, phase: str,
                    phase_rates: Mapping[str, jax.typing.ArrayLike]
                    ) -> optax.GradientTransformation:
-  """SGD + momentum, cosine to 0, one learning rate for the encoder and one
-  for the head; weight decay on weights only (not biases, not BN).
+  """SGD + momentum (or AdamW: optimizer_name), cosine to 0, one learning
+  rate for the encoder and one for the head; weight decay on weights only
+  (not biases, not norms; AdamW nor on pos_embed, cls_token).
 
   phase_rates: rates(config, phase), or the same traced inside the step.
   """
   settings = config[phase]
   _, total = steps(config, phase)
 
-  def sgd(lr):
+  def group(lr):
+    if optimizer_name(config, phase) == "adamw":
+      return optimizers.adamw(optax.cosine_decay_schedule(lr, total),
+                              weight_decay=phase_rates["weight_decay"])
     return optax.chain(
         optax.add_decayed_weights(phase_rates["weight_decay"],
                                   mask=optimizers.lars_mask),
@@ -135,8 +150,8 @@ def make_optimizer(config: ml_collections.ConfigDict, phase: str,
     return {module: jax.tree.map(lambda _: part(module), leaves)
             for module, leaves in params.items()}
 
-  return optax.multi_transform({"encoder": sgd(phase_rates["lr_backbone"]),
-                                "head": sgd(phase_rates["lr_head"])}, label)
+  return optax.multi_transform({"encoder": group(phase_rates["lr_backbone"]),
+                                "head": group(phase_rates["lr_head"])}, label)
 
 
 def init_state(config, phase: str, model, optimizer,
@@ -154,12 +169,15 @@ def init_state(config, phase: str, model, optimizer,
 
 
 def make_step(model, optimizer_for: Callable[[Mapping[str, jax.Array]],
-                                             optax.GradientTransformation]):
+                                             optax.GradientTransformation],
+              step_key: Callable[[jax.Array], jax.Array | None] = (
+                  lambda step: None)):
   """step(state, batch, phase_rates); optimizer_for(phase_rates) builds the
-  optimizer from the traced rates."""
+  optimizer from the traced rates; step_key(step) the key of the model's
+  randomness (a ViT's drop-path; transforms.step_key)."""
 
-  def loss_fn(params, net_state, batch):
-    logits, net_state = model.apply(params, net_state, None, batch["image"],
+  def loss_fn(params, net_state, rng, batch):
+    logits, net_state = model.apply(params, net_state, rng, batch["image"],
                                     is_training=True)
     loss = jnp.mean(optax.softmax_cross_entropy_with_integer_labels(
         logits.astype(jnp.float32), batch["label"]))
@@ -168,7 +186,8 @@ def make_step(model, optimizer_for: Callable[[Mapping[str, jax.Array]],
 
   def step(state: transforms.TrainState, batch, phase_rates):
     (loss, (net_state, metrics)), grads = jax.value_and_grad(
-        loss_fn, has_aux=True)(state.params, state.net_state, batch)
+        loss_fn, has_aux=True)(state.params, state.net_state,
+                               step_key(state.step), batch)
     new, guard = optimizers.apply_if_finite(optimizer_for(phase_rates), state,
                                             net_state, loss, grads)
     return new, dict(metrics, **guard, loss=loss)
@@ -190,7 +209,9 @@ def run(config: ml_collections.ConfigDict, workdir: str, phase: str, mesh,
   phase_rates = rates(config, phase)
   _, total = steps(config, phase)
   step_fn = functools.partial(
-      jax.jit(make_step(model, optimizer_for), donate_argnums=0),
+      jax.jit(make_step(model, optimizer_for,
+                        functools.partial(transforms.step_key, config, phase)),
+              donate_argnums=0),
       phase_rates=phase_rates)
 
   def batches(start_step):

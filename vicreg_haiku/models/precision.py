@@ -1,4 +1,5 @@
-"""Mixed precision with jmp: params and loss in float32, BatchNorm in float32."""
+"""Mixed precision with jmp: params and loss in float32, BatchNorm and
+LayerNorm in float32."""
 
 import haiku as hk
 import jax.numpy as jnp
@@ -7,6 +8,7 @@ import jmp
 from vicreg_haiku.models import heads
 from vicreg_haiku.models import layers
 from vicreg_haiku.models import resnet
+from vicreg_haiku.models import vit
 
 PRECISIONS = ("float32", "bfloat16")
 # The pretraining step (ResNet-18, ImageNet stem, 2048-wide expander, batch
@@ -33,9 +35,9 @@ def slow_precision_warning(name: str, platform: str) -> str | None:
 def set_compute_dtype(name: str) -> jmp.Policy:
   """Sets the Haiku policies of the model's modules; returns the model policy.
 
-  Convolutions and dense layers compute in `name`; their params stay float32.
-  BatchNorm computes in float32 and hands the compute dtype on, so statistics
-  never accumulate in bfloat16.
+  Convolutions, dense layers and attention compute in `name`; their params
+  stay float32. BatchNorm and LayerNorm compute in float32 and hand the
+  compute dtype on, so statistics never accumulate in bfloat16.
   """
   if name not in PRECISIONS:
     raise ValueError(f"precision must be one of {PRECISIONS}, got {name!r}")
@@ -44,7 +46,9 @@ def set_compute_dtype(name: str) -> jmp.Policy:
                             output_dtype=jnp.float32)
   norm_policy = jmp.Policy(param_dtype=jnp.float32, compute_dtype=jnp.float32,
                            output_dtype=compute)
-  for module in (resnet.ResNet18, resnet.ResNet50, heads.Expander):
+  for module in (resnet.ResNet18, resnet.ResNet50, vit.VisionTransformer,
+                 heads.Expander):
     hk.mixed_precision.set_policy(module, model_policy)
-  hk.mixed_precision.set_policy(layers.BatchNorm, norm_policy)
+  for module in (layers.BatchNorm, vit.LayerNorm):
+    hk.mixed_precision.set_policy(module, norm_policy)
   return model_policy

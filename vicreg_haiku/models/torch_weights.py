@@ -1,4 +1,4 @@
-"""PyTorch weights in and out: torchvision and official VICReg state_dicts.
+"""PyTorch weights in and out: torchvision, official VICReg and timm ViTs.
 
     params, net_state = from_torch(read_state_dict("resnet50.pth"), config)
     write_state_dict(to_torch(params, net_state), "encoder.pth")
@@ -20,12 +20,18 @@ Read (`from_torch`), every layout keyed by torchvision's names:
   the training script's `__main__`; `read_state_dict` stands a placeholder in
   for such functions instead of needing them;
 - `to_torch(..., expander=True)`'s own layout, `backbone.*` + `projector.*`:
-  the state_dict of the official `VICReg` module itself (main_vicreg.py).
+  the state_dict of the official `VICReg` module itself (main_vicreg.py);
+- for `model.encoder=vit_*`, timm `VisionTransformer` state_dicts (DINO's
+  backbones have the same keys; models/vit_keys.py names them), a `head.*`
+  dropped with a warning; position embeddings of another grid are resampled
+  to the configured image size, as timm does when it loads them.
+Key names by family: models/resnet_keys.py, models/vit_keys.py.
 
 Every tensor is accounted for: a missing, unexpected or mis-shaped one is
 refused in one line naming its key; `num_batches_tracked` is ignored (it
 matters only to BatchNorm with momentum=None, which neither side uses).
-Layouts: conv OIHW <-> HWIO, Linear [out, in] <-> [in, out], BatchNorm
+Layouts: conv OIHW <-> HWIO, Linear [out, in] <-> [in, out], BatchNorm and
+LayerNorm
 weight/bias <-> params scale/offset, running_mean/running_var <-> BN state
 mean/var. Shapes come from the model the config builds (jax.eval_shape).
 
@@ -49,31 +55,23 @@ import numpy as np
 from absl import logging
 from etils import epath
 
+from vicreg_haiku.models import resnet_keys
 from vicreg_haiku.models import transforms
+from vicreg_haiku.models import vit
+from vicreg_haiku.models import vit_keys
 from vicreg_haiku.utils import writers
 
 BACKBONE = "backbone."
 PROJECTOR = "projector."
 _DDP = "module."  # DistributedDataParallel's prefix in the full checkpoint
-_FC_HEAD = ("fc.weight", "fc.bias")
 _COUNTER = "num_batches_tracked"
 # Haiku parameter / BN-state names -> torch's.
 _TORCH_NAMES = {"w": "weight", "b": "bias", "scale": "weight",
                 "offset": "bias", "mean": "running_mean",
                 "var": "running_var"}
-_STEM = {"stem_conv": "conv1", "stem_batch_norm": "bn1"}
-_SHORTCUT = {"shortcut_conv": "downsample.0",
-             "shortcut_batch_norm": "downsample.1"}
-_BLOCK = re.compile(r"stage_(\d+)_block_(\d+)")
-_BLOCK_LAYER = re.compile(r"(conv|batch_norm)_(\d+)")
 _EXPANDER_LAYER = re.compile(r"(linear|batch_norm)_(\d+)")
 _HWIO_TO_OIHW = (3, 2, 0, 1)
 _OIHW_TO_HWIO = (2, 3, 1, 0)
-# torch's registration order of these names, for listing keys as torch does.
-_TOKEN = re.compile(r"([a-z_]*)(\d*)")
-_TOKEN_ORDER = {name: rank for rank, name in enumerate((
-    "", "conv", "bn", "layer", "downsample", "module", "backbone",
-    "projector", "weight", "bias", "running_mean", "running_var", _COUNTER))}
 _MISSING_TORCH = ("reading/writing .pth files needs PyTorch: "
                   "pip install -e '.[torch]'")
 
@@ -90,65 +88,58 @@ def _torch():
   return torch
 
 
-def _torch_module(module: str) -> str:
-  """torch's name of one of our Haiku modules, e.g.
-  encoder/stage_1_block_0/batch_norm_0 -> layer2.0.bn1."""
+def _is_vit(encoder: str) -> bool:
+  return encoder.startswith("vit_")
+
+
+def _keys(params: hk.Params):
+  """The key-naming module of the encoder family in `params`."""
+  encoder = params.get(transforms.ENCODER, {})
+  return vit_keys if "pos_embed" in encoder else resnet_keys
+
+
+def _torch_key(module: str, name: str, keys) -> str:
+  """torch's key of one of our params, e.g. (encoder/stage_1_block_0/
+  batch_norm_0, scale) -> layer2.0.bn1.weight."""
   top, *path = module.split("/")
   if top == transforms.EXPANDER:
     # The official Projector: Linear, BatchNorm1d, ReLU per hidden size.
     kind, index = _EXPANDER_LAYER.fullmatch(path[0]).groups()
-    return f"projector.{3 * int(index) + (kind == 'batch_norm')}"
-  if path[0] in _STEM:
-    return _STEM[path[0]]
-  stage, block = _BLOCK.fullmatch(path[0]).groups()
-  prefix = f"layer{int(stage) + 1}.{block}"
-  if path[1] in _SHORTCUT:
-    return f"{prefix}.{_SHORTCUT[path[1]]}"
-  kind, index = _BLOCK_LAYER.fullmatch(path[1]).groups()
-  return f"{prefix}.{'conv' if kind == 'conv' else 'bn'}{int(index) + 1}"
+    return (f"projector.{3 * int(index) + (kind == 'batch_norm')}."
+            f"{_TORCH_NAMES[name]}")
+  if not path:  # the ViT's class token and position embeddings
+    return name
+  return f"{keys.torch_module(path)}.{_TORCH_NAMES[name]}"
 
 
-def _torch_order(key: str) -> list[tuple[float, int]]:
-  """Sorts keys as torch lists them: conv1, bn1, layer1.0.conv1, .bn1, ...,
-  .downsample.*, ..., projector.0, ...; weight, bias, running_mean, ...
-
-  Each dotted part sorts by its number first ("conv2" after "bn1"; none: last)
-  and then by its name.
-  """
-  parts = []
-  for token in key.split("."):
-    name, number = _TOKEN.fullmatch(token).groups()
-    parts.append((int(number) if number else math.inf,
-                  _TOKEN_ORDER.get(name, len(_TOKEN_ORDER))))
-  return parts
-
-
+# Convs HWIO <-> OIHW, Linear [in, out] <-> [out, in]; vectors and the
+# ViT's [1, tokens, width] embeddings as they are.
 def _to_torch_layout(array: np.ndarray) -> np.ndarray:
   if array.ndim == 4:
     return array.transpose(_HWIO_TO_OIHW)
-  return array.T  # Linear [in, out] -> [out, in]; a no-op on vectors
+  return array.T if array.ndim == 2 else array
 
 
 def _to_haiku_layout(array: np.ndarray) -> np.ndarray:
   if array.ndim == 4:
     return array.transpose(_OIHW_TO_HWIO)
-  return array.T
+  return array.T if array.ndim == 2 else array
 
 
 def _torch_shape(shape: tuple[int, ...]) -> tuple[int, ...]:
   if len(shape) == 4:
     return tuple(shape[axis] for axis in _HWIO_TO_OIHW)
-  return tuple(reversed(shape))
+  return tuple(reversed(shape)) if len(shape) == 2 else tuple(shape)
 
 
 def _entries(params: hk.Params, net_state: hk.State, parts: tuple[str, ...]):
   """(torch key without prefix, is_state, module, name, value) of the
   modules under `parts`, params first."""
+  keys = _keys(params)
   for is_state, tree in ((False, params), (True, net_state)):
     for module, name, value in hk.data_structures.traverse(tree):
       if module.split("/")[0] in parts:
-        key = f"{_torch_module(module)}.{_TORCH_NAMES[name]}"
-        yield key, is_state, module, name, value
+        yield _torch_key(module, name, keys), is_state, module, name, value
 
 
 def _prefixes(keys: list[str]) -> dict[str, str]:
@@ -172,7 +163,12 @@ def _model_shapes(config: ml_collections.ConfigDict):
 
 def _describe(config: ml_collections.ConfigDict, with_expander: bool) -> str:
   model = config.model
-  text = (f"encoder={model.encoder}, stem={model.stem}, width={model.width}")
+  if _is_vit(model.encoder):
+    text = (f"encoder={model.encoder}, "
+            f"patch_size={transforms.patch_size(config)}, "
+            f"pool={model.pool}")
+  else:
+    text = f"encoder={model.encoder}, stem={model.stem}, width={model.width}"
   if with_expander:
     text += f", expander_dims={tuple(model.expander_dims)}"
   return text
@@ -202,6 +198,29 @@ def _problems(state_dict: Mapping[str, Any], expected: dict[str, tuple]
   return missing + unexpected + wrong
 
 
+def _fit_pos_embed(state_dict: dict[str, Any], prefix: str,
+                   expected: dict[str, tuple], source: str) -> dict[str, Any]:
+  """`state_dict` with a ViT's position embeddings resampled to the grid of
+  the configured image size, as timm does when it loads weights at another
+  img_size (resample_abs_pos_embed); any other mismatch is left to
+  _problems."""
+  key = prefix + "pos_embed"
+  value = state_dict.get(key)
+  if key not in expected or value is None or value.ndim != 3:
+    return state_dict
+  shape, want = tuple(value.shape), expected[key]
+  old, new = math.isqrt(shape[1] - 1), math.isqrt(want[1] - 1)
+  if (shape == want or shape[::2] != want[::2] or old**2 != shape[1] - 1
+      or new**2 != want[1] - 1):
+    return state_dict
+  logging.info("%s: resampled pos_embed from %dx%d to %dx%d patches (as "
+               "timm's resample_abs_pos_embed)", source, old, old, new, new)
+  resampled = vit.resample_pos_embed(
+      jnp.asarray(value.detach().cpu().float().numpy()), (new, new))
+  return dict(state_dict,
+              **{key: _torch().from_numpy(np.array(resampled, np.float32))})
+
+
 def from_torch(state_dict: Mapping[str, Any],
                config: ml_collections.ConfigDict, *,
                source: str = "the state_dict") -> tuple[hk.Params, hk.State]:
@@ -219,7 +238,9 @@ def from_torch(state_dict: Mapping[str, Any],
   if isinstance(state_dict.get("model"), Mapping):
     state_dict = state_dict["model"]
   prefixes = _prefixes(list(state_dict))
-  head = [prefixes[transforms.ENCODER] + k for k in _FC_HEAD]
+  params_shape, state_shape = _model_shapes(config)
+  keys = _keys(params_shape)
+  head = [prefixes[transforms.ENCODER] + k for k in keys.HEAD]
   dropped = [k for k in head if k in state_dict]
   if dropped:
     logging.warning("%s: dropped the classifier head %s (a VICReg encoder "
@@ -233,8 +254,10 @@ def from_torch(state_dict: Mapping[str, Any],
       ((prefixes[module.split("/")[0]] + key, is_state, module, name,
         _torch_shape(value.shape))
        for key, is_state, module, name, value in _entries(
-           *_model_shapes(config), parts)),
-      key=lambda entry: _torch_order(entry[0]))
+           params_shape, state_shape, parts)),
+      key=lambda entry: keys.torch_order(entry[0]))
+  state_dict = _fit_pos_embed(state_dict, prefixes[transforms.ENCODER],
+                              dict((e[0], e[4]) for e in entries), source)
   problems = _problems(state_dict, {e[0]: e[4] for e in entries})
   if problems:
     more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
@@ -277,7 +300,8 @@ def to_torch(params: hk.Params, net_state: hk.State, *,
       state_dict[counter] = torch.tensor(0, dtype=torch.int64)
   if expander and not any(k.startswith(PROJECTOR) for k in state_dict):
     raise WeightsError("expander=True, but the params hold no expander")
-  return dict(sorted(state_dict.items(), key=lambda kv: _torch_order(kv[0])))
+  order = _keys(params).torch_order
+  return dict(sorted(state_dict.items(), key=lambda kv: order(kv[0])))
 
 
 def read_state_dict(path: str) -> Mapping[str, Any]:

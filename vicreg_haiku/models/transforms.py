@@ -13,6 +13,7 @@ import optax
 
 from vicreg_haiku.models import heads
 from vicreg_haiku.models import resnet
+from vicreg_haiku.models import vit
 
 ENCODER = "encoder"
 EXPANDER = "expander"
@@ -42,12 +43,60 @@ def init_key(seed: int, stream: int) -> jax.Array:
   return jax.random.fold_in(jax.random.key(seed, impl="rbg"), stream)
 
 
-ENCODERS = {"resnet18": resnet.ResNet18, "resnet50": resnet.ResNet50}
+# Streams of the per-step keys, apart from init_key's (0, 1, 2).
+_STEP_STREAMS = {"pretrain": 100, "finetune": 101, "supervised": 102}
+
+
+def step_key(config: ml_collections.ConfigDict, phase: str,
+             step: jax.Array) -> jax.Array | None:
+  """The key a training step of `phase` draws drop-path from: folded from
+  (seed, phase, step), so a resumed run draws what the first run drew. None
+  where the model draws nothing (ResNets, drop_path 0): their programs stay
+  as they were."""
+  if not (is_vit(config) and config.model.drop_path > 0):
+    return None
+  return jax.random.fold_in(init_key(config.seed, _STEP_STREAMS[phase]), step)
+
+
+RESNETS = {"resnet18": resnet.ResNet18, "resnet50": resnet.ResNet50}
+VITS = {"vit_tiny": vit.ViTTiny, "vit_small": vit.ViTSmall,
+        "vit_base": vit.ViTBase}
+ENCODERS = {**RESNETS, **VITS}
+
+
+def is_vit(config: ml_collections.ConfigDict) -> bool:
+  return config.model.encoder in VITS
+
+
+# Patch sizes a ViT picks by itself, the largest first, and the fewest
+# patches along a side it accepts (timm's ViTs at 224 px / 16 have 14).
+_AUTO_PATCHES = (16, 8, 4, 2)
+_MIN_GRID = 8
+
+
+def patch_size(config: ml_collections.ConfigDict) -> int | None:
+  """config.model.patch_size, or where it is None the largest of 16, 8, 4,
+  2 that cuts dataset.image_size into at least 8 x 8 whole patches (224 px:
+  16, 96: 8, 32: 4, 16: 2); None if none does."""
+  if config.model.patch_size is not None:
+    return config.model.patch_size
+  size = config.dataset.image_size
+  return next((p for p in _AUTO_PATCHES
+               if size % p == 0 and size // p >= _MIN_GRID), None)
 
 
 def make_encoder(config: ml_collections.ConfigDict) -> hk.Module:
-  cls = ENCODERS[config.model.encoder]
-  return cls(stem=config.model.stem, width=config.model.width, name=ENCODER)
+  """The configured encoder, named "encoder". A ViT's position embeddings
+  are built for config.dataset.image_size."""
+  model = config.model
+  if is_vit(config):
+    depth = {} if model.depth is None else {"depth": model.depth}
+    return VITS[model.encoder](**depth, patch_size=patch_size(config),
+                               image_size=config.dataset.image_size,
+                               pool=model.pool, drop_path=model.drop_path,
+                               name=ENCODER)
+  return RESNETS[model.encoder](stem=model.stem, width=model.width,
+                                name=ENCODER)
 
 
 def pretrain_model(

@@ -1,5 +1,5 @@
-"""LARS in the official VICReg update order, the official LR schedule, and
-the guard that drops a non-finite update."""
+"""LARS in the official VICReg update order, AdamW as torch's, the official
+LR schedule, and the guard that drops a non-finite update."""
 
 import math
 
@@ -63,6 +63,67 @@ def lars(learning_rate: float | optax.Schedule, *, weight_decay: float,
   return optax.chain(
       scale_by_trust_ratio_with_decay(weight_decay, trust_coefficient),
       optax.trace(decay=momentum, nesterov=False),
+      optax.scale_by_learning_rate(learning_rate),
+  )
+
+
+# Haiku names of the parameters AdamW does not decay: biases, norms' scale and
+# offset (BatchNorm and LayerNorm), a ViT's position embeddings and class
+# token (timm's no_weight_decay(); DINO's and VICRegL's parameter groups).
+_NO_DECAY_PARAMS = frozenset({"b", "scale", "offset", "pos_embed",
+                              "cls_token"})
+
+
+def decay_mask(params: hk.Params) -> hk.Params:
+  """True for the parameters AdamW decays. Selected by name, never by ndim."""
+  return hk.data_structures.map(
+      lambda module, name, value: name not in _NO_DECAY_PARAMS, params)
+
+
+def clip_by_global_norm(max_norm: float) -> optax.GradientTransformation:
+  """torch.nn.utils.clip_grad_norm_: g <- g * min(1, max / (|g| + 1e-6)),
+  |g| the norm of all gradients together (optax's has no 1e-6)."""
+
+  def update_fn(updates, state, params=None):
+    del params
+    scale = jnp.minimum(1.0, max_norm / (optax.tree.norm(updates) + 1e-6))
+    return jax.tree.map(lambda g: g * scale.astype(g.dtype), updates), state
+
+  return optax.GradientTransformation(lambda params: optax.EmptyState(),
+                                      update_fn)
+
+
+def cosine_weight_decay(start: float, end: float,
+                        total_steps: int) -> optax.Schedule:
+  """DINO's cosine_scheduler of the weight decay: from `start` at step 0 to
+  `end` at `total_steps`, end + (start - end) * (1 + cos(pi t / T)) / 2."""
+
+  def schedule(step):
+    progress = jnp.asarray(step, jnp.float32) / max(total_steps, 1)
+    return end + 0.5 * (start - end) * (1 + jnp.cos(math.pi * progress))
+
+  return schedule
+
+
+def adamw(learning_rate: float | optax.Schedule, *,
+          weight_decay: float | optax.Schedule, b1: float = 0.9,
+          b2: float = 0.999, eps: float = 1e-8,
+          clip_grad_norm: float | None = None
+          ) -> optax.GradientTransformation:
+  """torch.optim.AdamW over Haiku params (decoupled weight decay, bias-
+  corrected moments), the decay masked by `decay_mask`.
+
+  Per step: optional clipping of the global gradient norm (as torch's
+  clip_grad_norm_), then p <- p - lr * (m_hat / (sqrt(v_hat) + eps) + wd * p)
+  with lr and wd the schedules' values at the step: torch's
+  p <- p * (1 - lr * wd) - lr * m_hat / (sqrt(v_hat) + eps).
+  """
+  clip = ([clip_by_global_norm(clip_grad_norm)]
+          if clip_grad_norm is not None else [])
+  return optax.chain(
+      *clip,
+      optax.scale_by_adam(b1=b1, b2=b2, eps=eps),
+      optax.add_decayed_weights(weight_decay, mask=decay_mask),
       optax.scale_by_learning_rate(learning_rate),
   )
 

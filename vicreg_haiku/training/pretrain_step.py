@@ -21,23 +21,52 @@ from vicreg_haiku.training import parallel
 PHASE = "pretrain"
 
 
+def optimizer_name(config: ml_collections.ConfigDict) -> str:
+  """config.pretrain.optimizer, "auto" resolved by the encoder: LARS (the
+  official VICReg recipe) for ResNets, AdamW for ViTs (as VICRegL and DINO;
+  stable-pretraining reports LARS collapsing BYOL and Barlow Twins on
+  ViTs)."""
+  name = config.pretrain.optimizer
+  if name != "auto":
+    return name
+  return "adamw" if transforms.is_vit(config) else "lars"
+
+
 def make_optimizer(config: ml_collections.ConfigDict, steps_per_epoch: int
                    ) -> tuple[optax.GradientTransformation, optax.Schedule]:
-  """LARS on the official warm-up + cosine schedule (over all epochs).
+  """LARS or AdamW (optimizer_name) on the official warm-up + cosine
+  schedule (over all epochs), and that schedule.
 
-  config.pretrain.base_lr None: the paper's value for the batch size.
+  LARS: config.pretrain.base_lr (None: the paper's value for the batch
+  size), weight_decay, momentum, trust_coefficient. AdamW:
+  config.pretrain.adamw's base_lr, weight_decay (cosine to weight_decay_end
+  when set), b1, b2; config.pretrain.clip_grad_norm either way.
 
   steps_per_epoch: datasets.pretrain_steps_per_epoch(config).
   """
   p = config.pretrain
-  base_lr = (optimizers.paper_base_lr(p.batch_size) if p.base_lr is None
-             else p.base_lr)
+  total = p.epochs * steps_per_epoch
+  if optimizer_name(config) == "adamw":
+    base_lr = p.adamw.base_lr
+  else:
+    base_lr = (optimizers.paper_base_lr(p.batch_size) if p.base_lr is None
+               else p.base_lr)
   schedule = optimizers.warmup_cosine(
-      base_lr, p.batch_size, p.warmup_epochs * steps_per_epoch,
-      p.epochs * steps_per_epoch)
+      base_lr, p.batch_size, p.warmup_epochs * steps_per_epoch, total)
+  if optimizer_name(config) == "adamw":
+    decay = p.adamw.weight_decay
+    if p.adamw.weight_decay_end is not None:
+      decay = optimizers.cosine_weight_decay(decay, p.adamw.weight_decay_end,
+                                             total)
+    return optimizers.adamw(schedule, weight_decay=decay, b1=p.adamw.b1,
+                            b2=p.adamw.b2,
+                            clip_grad_norm=p.clip_grad_norm), schedule
   optimizer = optimizers.lars(schedule, weight_decay=p.weight_decay,
                               momentum=p.momentum,
                               trust_coefficient=p.trust_coefficient)
+  if p.clip_grad_norm is not None:
+    optimizer = optax.chain(optimizers.clip_by_global_norm(p.clip_grad_norm),
+                            optimizer)
   return optimizer, schedule
 
 
@@ -81,10 +110,11 @@ def two_views(config: ml_collections.ConfigDict, batch
 
 def make_step(config: ml_collections.ConfigDict, model,
               optimizer: optax.GradientTransformation, schedule_lr):
-  """The pretraining step on the global batch: loss, grads, LARS update."""
+  """The pretraining step on the global batch: loss, grads, the optimizer's
+  update; a ViT's drop-path keyed by transforms.step_key."""
 
-  def loss_fn(params, net_state, view_a, view_b):
-    (z_a, z_b, _), net_state = model.apply(params, net_state, None, view_a,
+  def loss_fn(params, net_state, rng, view_a, view_b):
+    (z_a, z_b, _), net_state = model.apply(params, net_state, rng, view_a,
                                            view_b)
     loss, terms = losses.vicreg_loss(z_a, z_b, **config.loss)
     stats = embedding_stats(z_a, config.pretrain.collapse_std)
@@ -93,6 +123,7 @@ def make_step(config: ml_collections.ConfigDict, model,
   def step(state: transforms.TrainState, batch):
     (loss, (net_state, metrics)), grads = jax.value_and_grad(
         loss_fn, has_aux=True)(state.params, state.net_state,
+                               transforms.step_key(config, PHASE, state.step),
                                *two_views(config, batch))
     new, guard = optimizers.apply_if_finite(optimizer, state, net_state, loss,
                                             grads)

@@ -1,0 +1,114 @@
+"""A ViT through launch.py: every phase, and kill -9 then resume exactly.
+
+ViT-Tiny (width 192) cut to 2 blocks (model.depth; 12 blocks compile for
+minutes here) with patch 4 on the 8 px digits of test_reliability's tiny
+flags: 2x2 patches. drop_path 0.1: the pretraining and classifier
+steps draw it from keys folded from (seed, phase, step).
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from test_reliability import FLAGS
+from test_reliability import ROOT
+from test_reliability import ckpt_dir
+from test_reliability import metrics
+from test_reliability import run_launch
+from test_reliability import steps
+from test_vit import TOLERANCE
+from test_vit import relative_error
+
+from vicreg_haiku.evaluation import pretrained
+
+VIT = ["--config.model.encoder=vit_tiny", "--config.model.depth=2",
+       "--config.model.patch_size=4",
+       "--config.model.drop_path=0.1"]
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+  """An uninterrupted 6-step ViT pretraining."""
+  workdir = str(tmp_path_factory.mktemp("vit_reference"))
+  assert run_launch(workdir, *VIT) == 0
+  assert [r["step"] for r in metrics(workdir)] == [2, 4, 6]
+  return workdir
+
+
+def test_the_vit_pretrains_with_adamw_and_drop_path(reference):
+  with open(os.path.join(reference, "config.json")) as f:
+    config = json.load(f)
+  assert config["model"]["encoder"] == "vit_tiny"
+  assert config["pretrain"]["optimizer"] == "auto"  # AdamW for a ViT
+  lrs = [r["lr"] for r in metrics(reference)]
+  # AdamW's 5e-4 x 64 / 256 peak after the 1-epoch (3-step) warm-up, not
+  # LARS's 0.3 of the digits config.
+  assert 0 < max(lrs) <= 5e-4 * 64 / 256 + 1e-12, lrs
+  assert all(r["skipped_steps"] == 0 for r in metrics(reference))
+
+
+def test_kill_then_rerun_gives_the_uninterrupted_run(reference, tmp_path,
+                                                     capsys):
+  workdir = str(tmp_path / "run")
+  proc = subprocess.Popen(
+      [sys.executable, "launch.py", *FLAGS, *VIT, f"--workdir={workdir}"],
+      cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  deadline = time.monotonic() + 500
+  while not os.path.isdir(os.path.join(ckpt_dir(workdir), "2")):
+    assert proc.poll() is None and time.monotonic() < deadline
+    time.sleep(0.02)
+  os.kill(proc.pid, signal.SIGKILL)
+  assert proc.wait() == -signal.SIGKILL
+  killed_at = steps(workdir)
+  assert killed_at and killed_at[-1] < 6, killed_at  # really mid-run
+  assert run_launch(workdir, *VIT) == 0
+  assert f"resuming from step {killed_at[-1]}" in capsys.readouterr().out
+  assert metrics(workdir) == metrics(reference)
+
+
+def test_every_phase_runs(tmp_path):
+  workdir = str(tmp_path / "all")
+  assert run_launch(workdir, *VIT, "--config.mode=all",
+                    "--config.pretrain.max_steps=2",
+                    "--config.linear_probe.epochs=2",
+                    "--config.linear_probe.labels_per_class=()",
+                    "--config.finetune.epochs=1",
+                    "--config.supervised.epochs=1",
+                    "--config.finetune.batch_size=64",
+                    "--config.supervised.batch_size=64") == 0
+  with open(os.path.join(workdir, "results.json")) as f:
+    results = json.load(f)
+  for phase in ("linear_probe", "finetune", "supervised"):
+    assert 0 <= results[phase]["top1"] <= 1, results
+
+
+def test_export_loads_into_timm_with_the_printed_lines(reference, tmp_path):
+  """python -m vicreg_haiku.export -> the printed timm.create_model(...) and
+  load_state_dict(strict=True) -> our features."""
+  output = str(tmp_path / "vit.pth")
+  result = subprocess.run(
+      [sys.executable, "-m", "vicreg_haiku.export", f"--workdir={reference}",
+       f"--output={output}"],
+      cwd=ROOT, capture_output=True, text=True, timeout=300, check=True)
+  assert "(vit_tiny, patch_size=4, pool=token)" in result.stdout
+  lines = result.stdout.split("load it in PyTorch with:\n")[1]
+  assert "timm.create_model('vit_tiny_patch16_224', pretrained=False, " \
+      "num_classes=0, img_size=8, patch_size=4, global_pool='token', " \
+      "depth=2)" in lines
+  namespace = {}
+  exec(textwrap.dedent(lines), namespace)  # pylint: disable=exec-used
+  model = namespace["model"].eval()
+  images = np.random.default_rng(10).normal(size=(5, 8, 8, 3)).astype(
+      np.float32)
+  with torch.no_grad():
+    theirs = model(torch.from_numpy(images.transpose(0, 3, 1, 2).copy()))
+  ours = pretrained.load_encoder(reference)(images)
+  assert relative_error(ours, theirs.numpy()) <= TOLERANCE
