@@ -138,7 +138,8 @@ def validate(config: ml_collections.ConfigDict, device_count: int) -> None:
   for key in ("pretrain.weight_decay",
               "pretrain.trust_coefficient", "finetune.lr_backbone",
               "finetune.lr_head", "supervised.lr_backbone",
-              "supervised.lr_head", "linear_probe.learning_rate"):
+              "supervised.lr_head", "linear_probe.learning_rate",
+              "pretrain.neighbour_images"):
     section, field = key.split(".")
     _positive(key, config[section][field], zero_ok=True)
   for key in ("pretrain.max_steps", "pretrain.log_every_steps",

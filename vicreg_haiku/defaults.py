@@ -156,6 +156,9 @@ def base_config() -> config_dict.ConfigDict:
       knn_temperature=0.07,
       rankme_every_steps=config_dict.placeholder(int),  # None: ~20 a run
       rankme_examples=1024,  # fixed batch for the RankMe effective rank
+      # neighbours.png when pretraining ends: 8 queries' nearest images
+      # among up to this many of the pretraining split (a fixed pick); 0: none.
+      neighbour_images=20000,
       skip_nonfinite=False,  # True: skip non-finite steps instead of stopping
       # Collapse watch: warn at log steps when >= collapse_fraction of the
       # expander's output dimensions have a batch std below collapse_std.
