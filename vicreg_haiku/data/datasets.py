@@ -351,15 +351,17 @@ def eval_image(config: Config, path: str,
   [S, S, 3], as eval_batches gives the examples of a split whose images
   share `split_shape` (None: of any sizes). Raises DataError for a file
   that is missing or does not decode."""
+  if not tf.io.gfile.exists(path) or tf.io.gfile.isdir(path):
+    raise DataError(f"{path}: no such image file")
   try:
     image = decoding.decode_rgb(tf.io.read_file(path))
-    shape = tuple(int(n) for n in image.shape[:2])
-    x = augmentations.eval_view(
-        image, config.dataset.image_size, _recipe(config).interpolation,
-        shape if shape == split_shape else None)
-  except (tf.errors.OpError, ValueError) as error:
-    reason = str(error).strip().splitlines()[0] if str(error) else ""
-    raise DataError(f"{path} is not an image that decodes ({reason})"
+  except tf.errors.OpError:
+    raise DataError(f"{path} does not decode as an image (JPEG, PNG, GIF, "
+                    "BMP or WebP): truncated, corrupt or another format?"
                     ) from None
+  shape = tuple(int(n) for n in image.shape[:2])
+  x = augmentations.eval_view(
+      image, config.dataset.image_size, _recipe(config).interpolation,
+      shape if shape == split_shape else None)
   recipe = _recipe(config)
   return np.asarray(photometric.normalize(x, recipe.mean, recipe.std))

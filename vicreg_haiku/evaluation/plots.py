@@ -167,12 +167,15 @@ _MATCH, _MISMATCH, _NO_LABEL = (40, 160, 60), (210, 40, 40), (255, 255, 255)
 
 def neighbours(panels: Mapping[str, tuple[np.ndarray, np.ndarray,
                                           np.ndarray | None]],
-               gap: int = 6, frame: int = 3) -> np.ndarray:
+               first_label: str = "query", gap: int = 6,
+               frame: int = 3) -> np.ndarray:
   """Query rows, side by side per panel: {title: (images uint8 [Q, 1 + k,
   S, S, 3] (the query, then its neighbours), similarities [Q, k], matches
   bool [Q, k] or None)}. Each image upscaled to at least VIEW_PIXELS, its
   cosine similarity under it; a neighbour's frame is green when its class
-  is the query's, red when not (no frame without labels)."""
+  is the query's, red when not (no frame without labels). The first image
+  of a row is captioned `first_label`; a NaN similarity leaves its cell's
+  caption empty."""
   first = next(iter(panels.values()))[0]
   factor = max(1, math.ceil(VIEW_PIXELS / first.shape[2]))
   size = first.shape[2] * factor + 2 * frame
@@ -195,7 +198,10 @@ def neighbours(panels: Mapping[str, tuple[np.ndarray, np.ndarray,
         grid[top + frame:top + size - frame,
              left + frame:left + size - frame] = _upscale(images[q, j],
                                                           factor)
-        label = "query" if j == 0 else f"{sims[q, j - 1]:.3f}"
+        if j == 0:
+          label = first_label
+        else:  # NaN: a blank cell
+          label = "" if np.isnan(sims[q, j - 1]) else f"{sims[q, j - 1]:.3f}"
         texts.append((left + size / 2, top + size + text_h / 2, label, 8))
   plt = _pyplot()
   height, width = grid.shape[:2]

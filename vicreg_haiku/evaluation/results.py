@@ -183,15 +183,20 @@ def update(workdir: str, entries: Mapping[str, Mapping]) -> dict[str, dict]:
   return results
 
 
-def write_picture(path: str, phase_dir: str, name: str,
-                  image: np.ndarray) -> None:
-  """`image` (uint8 [H, W, 3]) as the PNG `path` and as the TensorBoard
-  image `name` of `phase_dir`."""
+def write_png(path: str, image: np.ndarray) -> None:
+  """`image` (uint8 [H, W, 3]) as the PNG `path` (local or gs://)."""
   directory = os.path.dirname(path)
   if directory:
     tf.io.gfile.makedirs(directory)
   with tf.io.gfile.GFile(path, "wb") as f:
     f.write(tf.io.encode_png(image).numpy())
+
+
+def write_picture(path: str, phase_dir: str, name: str,
+                  image: np.ndarray) -> None:
+  """`image` (uint8 [H, W, 3]) as the PNG `path` and as the TensorBoard
+  image `name` of `phase_dir`."""
+  write_png(path, image)
   writer = writers.MetricsWriter(phase_dir)
   writer.write_image(0, name, image)
   writer.close()
