@@ -137,6 +137,11 @@ def test_nearest_excludes_the_query_breaks_ties_by_row_and_caps_k():
   np.testing.assert_allclose(sims, [[1, 1, 0]])
   found, _ = retrieval.nearest(keys[[1]], keys, 2)
   np.testing.assert_array_equal(found, [[0, 1]])
+  # Many ties, in one block and across blocks: still in row order.
+  tied = np.repeat(keys[:1], 100, 0) * np.arange(1, 101)[:, None]
+  for block in (100, 7):
+    found, _ = retrieval.nearest(keys[[0]], tied, 50, block=block)
+    np.testing.assert_array_equal(found[0], np.arange(50))
 
 
 def test_duplicate_groups_join_chains_and_leave_the_rest_out():
@@ -204,12 +209,18 @@ def test_resume_after_an_interruption_leaves_no_row_missing_or_twice(
   passes.close()  # killed after two batches
   _refused(neighbours.main, [f"--embeddings={output}", "--duplicates=0.9"],
            capsys, "holds 4 of 10 rows")
-  # A kill between a batch's rows and its count: rows 2-3 written, uncounted.
+  # A kill in the middle of a batch's writes: its count not yet updated,
+  # row 2 written, row 3 not (zeros, as the allocated file holds).
   with open(os.path.join(output, embeddings.META)) as f:
     meta = json.load(f)
   meta["rows_written"] = 2
   with open(os.path.join(output, embeddings.META), "w") as f:
     json.dump(meta, f)
+  features = np.load(os.path.join(output, embeddings.FEATURES),
+                     mmap_mode="r+")
+  features[3] = 0
+  features.flush()
+  del features
   assert embed.main([f"--workdir={workdir}", f"--output={output}",
                      "--expander", "--config.eval_batch_size=2"]) == 0
   for name in (embeddings.FEATURES, embeddings.EXPANDER, embeddings.LABELS):
@@ -296,3 +307,17 @@ def test_refusals(workdir, embedded, tmp_path, capsys):
   after = {n: os.path.getmtime(os.path.join(embedded, n))
            for n in before}
   assert before == after  # nothing touched
+
+
+def test_neighbours_picture_frames_say_whether_the_class_matches():
+  from vicreg_haiku.evaluation import plots  # pylint: disable=g-import-not-at-top
+  images = np.zeros((1, 3, 8, 8, 3), np.uint8)  # black: frames stand out
+  image = plots.neighbours({"t": (images, np.array([[0.9, 0.5]]),
+                                  np.array([[True, False]]))})
+  colours = {tuple(c) for c in image.reshape(-1, 3)}
+  assert (40, 160, 60) in colours and (210, 40, 40) in colours
+  image = plots.neighbours({"t": (images, np.array([[0.9, 0.5]]), None)})
+  colours = {tuple(c) for c in image.reshape(-1, 3)}
+  assert (40, 160, 60) not in colours and (210, 40, 40) not in colours
+  # Each image shown at >= 96 px: 3 cells of 8 px upscaled 12x.
+  assert image.shape[1] >= 3 * 96

@@ -99,6 +99,10 @@ def validate(config: ml_collections.ConfigDict, device_count: int) -> None:
   _choice("pretrain.augment_on", config.pretrain.augment_on,
           ("host", "device"))
   _positive("dataset.image_size", config.dataset.image_size)
+  if not 0 < config.dataset.held_out_fraction < 1:
+    raise errors.ConfigError(
+        f"config.dataset.held_out_fraction={config.dataset.held_out_fraction!r}"
+        ": a fraction in (0, 1) of every class to score on, e.g. 0.1")
   _positive("dataset.in_memory_max_gb", config.dataset.in_memory_max_gb,
             zero_ok=True)
   if config.dataset.name == "folder" and not config.dataset.folder:

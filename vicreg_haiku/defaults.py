@@ -114,6 +114,9 @@ def base_config() -> config_dict.ConfigDict:
       pretrain_split="train",  # tfds split syntax, e.g. "unlabelled+train"
       train_split="train",
       test_split="test",
+      # When train_split and test_split name one labelled split, this
+      # fraction of every class is held out to be scored on (sources.py).
+      held_out_fraction=0.1,
   ))
 
   c.model = config_dict.ConfigDict(dict(

@@ -52,8 +52,9 @@ def _query(emb, args, search, retrieval):
   print(f"nearest of {len(emb.names)} to {args.query} (cosine similarity):")
   for row, sim in zip(rows[0], sims[0]):
     print(f"{sim:.4f}  {emb.names[row]}")
-  picture = args.picture or os.path.join(
-      args.embeddings, f"query_{os.path.splitext(os.path.basename(args.query))[0]}.png")
+  stem = os.path.splitext(os.path.basename(args.query))[0]
+  picture = args.picture or os.path.join(args.embeddings,
+                                         f"query_{stem}.png")
   return picture, search.query_picture(emb, shown, rows[0], sims[0])
 
 

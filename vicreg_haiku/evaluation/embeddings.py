@@ -146,7 +146,8 @@ class _Rows:
   @staticmethod
   def _open(output: str, name: str):
     path = os.path.join(output, name)
-    return open(path, "r+b"), _npy_offset(path)  # pylint: disable=consider-using-with
+    # Closed by close(): the files stay open for the whole pass.
+    return open(path, "r+b"), _npy_offset(path)  # pylint: disable=R1732
 
   def write(self, start: int, arrays: dict[str, np.ndarray]) -> None:
     for name, array in arrays.items():
