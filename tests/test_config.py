@@ -112,7 +112,8 @@ def _launch(tmp_path, *overrides):
      "augmentation, base_lr, batch_size, checkpoint_every_seconds, "
      "checkpoint_every_steps, collapse_fraction, collapse_std, epochs, "
      "knn_every_steps, knn_k, knn_temperature, log_every_steps, max_steps, "
-     "momentum, rankme_every_steps, rankme_examples, skip_nonfinite, "
+     "momentum, neighbour_images, rankme_every_steps, rankme_examples, "
+     "skip_nonfinite, "
      "trust_coefficient, "
      "warmup_epochs, weight_decay"),
     ("--config.seed.x=1",

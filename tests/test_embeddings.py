@@ -321,3 +321,18 @@ def test_neighbours_picture_frames_say_whether_the_class_matches():
   assert (40, 160, 60) not in colours and (210, 40, 40) not in colours
   # Each image shown at >= 96 px: 3 cells of 8 px upscaled 12x.
   assert image.shape[1] >= 3 * 96
+
+
+def test_tsne_is_seeded_and_keeps_clusters_together():
+  from vicreg_haiku.evaluation import plots  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(0)
+  centres = rng.normal(size=(4, 20)) * 10
+  labels = np.repeat(np.arange(4), 30)
+  x = centres[labels] + rng.normal(size=(120, 20))
+  xy = plots._project(x, "t-SNE")  # pylint: disable=protected-access
+  np.testing.assert_array_equal(xy, plots._project(x, "t-SNE"))  # pylint: disable=protected-access
+  # Every point's 5 nearest in the plane are of its own cluster.
+  distances = ((xy[:, None] - xy[None]) ** 2).sum(-1)
+  np.fill_diagonal(distances, np.inf)
+  nearest = np.argsort(distances, axis=1)[:, :5]
+  assert (labels[nearest] == labels[:, None]).all()

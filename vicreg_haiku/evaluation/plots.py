@@ -86,33 +86,50 @@ def label_efficiency(lines: Mapping[str, Mapping[float, float]],
   return render(figure)
 
 
+def _project(x: np.ndarray, method: str) -> np.ndarray:
+  """Standardised features in 2-D: "PCA", or "t-SNE" (scikit-learn's,
+  PCA-initialised, a fixed seed: the same picture every time)."""
+  from sklearn import decomposition, manifold  # pylint: disable=g-import-not-at-top
+  x = (x - x.mean(axis=0)) / (x.std(axis=0) + 1e-6)
+  if method == "PCA":
+    return decomposition.PCA(2, random_state=0).fit_transform(x)
+  perplexity = min(30.0, (len(x) - 1) / 3)  # sklearn needs < n
+  # 500 iterations (sklearn's default is 1,000): the clusters have formed
+  # by then on the digits and this picture's 2,000 points, at a fraction of
+  # the time (BENCHMARKS.md).
+  return manifold.TSNE(2, perplexity=perplexity, init="pca", max_iter=500,
+                       random_state=0).fit_transform(x)
+
+
 def embedding(features: Mapping[str, np.ndarray], labels: np.ndarray
               ) -> np.ndarray:
-  """Each encoder's features in 2-D (PCA of the standardised features),
-  side by side, coloured by class."""
-  from sklearn import decomposition  # pylint: disable=g-import-not-at-top
+  """Each encoder's features in 2-D, coloured by class: a column per
+  encoder, PCA in the top row and t-SNE below (PCA keeps distances and
+  overlaps classes a probe separates; t-SNE keeps neighbourhoods)."""
   plt = _pyplot()
-  figure, axes = plt.subplots(1, len(features),
-                              figsize=(4.6 * len(features), 4.4), dpi=_DPI,
-                              squeeze=False)
+  methods = ("PCA", "t-SNE")
+  figure, axes = plt.subplots(len(methods), len(features),
+                              figsize=(4.6 * len(features),
+                                       4.4 * len(methods)),
+                              dpi=_DPI, squeeze=False)
   classes = np.unique(labels)
   colours = plt.get_cmap("tab10" if len(classes) <= 10 else "tab20")
-  for axis, (name, x) in zip(axes[0], features.items()):
-    x = (x - x.mean(axis=0)) / (x.std(axis=0) + 1e-6)
-    xy = decomposition.PCA(2, random_state=0).fit_transform(x)
-    for i, c in enumerate(classes):
-      keep = labels == c
-      axis.scatter(xy[keep, 0], xy[keep, 1], s=6, color=colours(i % 20),
-                   label=str(c))
-    # The central 98% of the points fill the panel; a few outliers would
-    # otherwise squeeze the clusters into a corner.
-    low, high = np.percentile(xy, [1, 99], axis=0)
-    margin = 0.05 * (high - low)
-    axis.set_xlim(low[0] - margin[0], high[0] + margin[0])
-    axis.set_ylim(low[1] - margin[1], high[1] + margin[1])
-    axis.set_title(f"{name}: test features, PCA")
-    axis.set_xticks([])
-    axis.set_yticks([])
+  for row, method in zip(axes, methods):
+    for axis, (name, x) in zip(row, features.items()):
+      xy = _project(x, method)
+      for i, c in enumerate(classes):
+        keep = labels == c
+        axis.scatter(xy[keep, 0], xy[keep, 1], s=6, color=colours(i % 20),
+                     label=str(c))
+      # The central 98% of the points fill the panel; a few outliers would
+      # otherwise squeeze the clusters into a corner.
+      low, high = np.percentile(xy, [1, 99], axis=0)
+      margin = 0.05 * (high - low)
+      axis.set_xlim(low[0] - margin[0], high[0] + margin[0])
+      axis.set_ylim(low[1] - margin[1], high[1] + margin[1])
+      axis.set_title(f"{name}: test features, {method}")
+      axis.set_xticks([])
+      axis.set_yticks([])
   axes[0, -1].legend(title="class", fontsize=7, markerscale=2,
                      loc="center left", bbox_to_anchor=(1, 0.5))
   figure.tight_layout()
