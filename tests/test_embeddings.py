@@ -326,9 +326,11 @@ def test_neighbours_picture_frames_say_whether_the_class_matches():
 def test_tsne_is_seeded_and_keeps_clusters_together():
   from vicreg_haiku.evaluation import plots  # pylint: disable=g-import-not-at-top
   rng = np.random.default_rng(0)
-  centres = rng.normal(size=(4, 20)) * 10
+  # Four clusters along coordinates 4-7; 0-3 are constant, so no picture
+  # of two coordinates shows them.
   labels = np.repeat(np.arange(4), 30)
-  x = centres[labels] + rng.normal(size=(120, 20))
+  x = np.zeros((120, 8))
+  x[:, 4:] = 10 * np.eye(4)[labels] + rng.normal(size=(120, 4))
   xy = plots._project(x, "t-SNE")  # pylint: disable=protected-access
   np.testing.assert_array_equal(xy, plots._project(x, "t-SNE"))  # pylint: disable=protected-access
   # Every point's 5 nearest in the plane are of its own cluster.
