@@ -38,7 +38,6 @@ from vicreg_haiku.utils import writers
 META = "embeddings.json"
 FEATURES, EXPANDER, LABELS, INDEX = ("features.npy", "expander.npy",
                                      "labels.npy", "index.txt")
-DTYPES = ("float32", "float16")
 # The dataset keys that decide which images a split holds and how they look.
 _DATASET_KEYS = ("name", "folder", "data_dir", "manual_dir", "classes",
                  "image_size")
@@ -200,10 +199,9 @@ def write(config: ml_collections.ConfigDict, output: str, split: str,
 
 def embed(config: ml_collections.ConfigDict, workdir: str, output: str,
           split: str, expander: bool, dtype: str) -> Iterator[tuple[int, int]]:
-  """Embeds every image of `split` into `output` (resuming a partial one);
-  yields (rows written, rows) after opening and after each batch."""
-  if dtype not in DTYPES:
-    raise errors.ConfigError(f"dtype {dtype!r}: one of {DTYPES}")
+  """Embeds every image of `split` into `output` (resuming a partial one) as
+  `dtype` ("float32" or "float16"); yields (rows written, rows) after
+  opening and after each batch."""
   if jax.process_count() > 1:
     raise errors.ConfigError("embed runs as one process (its rows are "
                              "written in order): drop --config.distributed")
