@@ -43,13 +43,31 @@ def nearest(queries: np.ndarray, keys: np.ndarray, k: int, *,
     idx = np.broadcast_to(np.arange(part.start, part.stop), sim.shape)
     if exclude is not None:
       sim = np.where(idx == np.asarray(exclude)[:, None], -np.inf, sim)
-    sim = np.concatenate([best_sim, sim], axis=1)
-    idx = np.concatenate([best_idx, idx], axis=1)
-    # Stable on -similarity: equal similarities keep the lower index first.
-    order = np.argsort(-sim, axis=1, kind="stable")[:, :k]
-    best_sim = np.take_along_axis(sim, order, axis=1)
-    best_idx = np.take_along_axis(idx, order, axis=1)
+    # The block's k best, then merged with the k best so far.
+    sim, idx = _top_k(sim, idx, k)
+    best_sim, best_idx = _top_k(np.concatenate([best_sim, sim], axis=1),
+                                np.concatenate([best_idx, idx], axis=1), k)
   return best_idx, best_sim
+
+
+def _top_k(sim: np.ndarray, idx: np.ndarray, k: int
+           ) -> tuple[np.ndarray, np.ndarray]:
+  """Each row's k largest similarities, most similar first, equal ones by
+  index. A partition, then a sort of the k (a full sort of every block
+  costs ten times the matrix product); rows where the partition had to
+  choose among equal similarities at the k-th place are sorted whole."""
+  if sim.shape[1] > k:
+    part = np.argpartition(-sim, k - 1, axis=1)[:, :k]
+    kept = np.take_along_axis(sim, part, axis=1)
+    kth = kept.min(axis=1, keepdims=True)
+    tied = (sim == kth).sum(axis=1) != (kept == kth).sum(axis=1)
+    if tied.any():
+      part[tied] = np.argsort(-sim[tied], axis=1, kind="stable")[:, :k]
+    sim = np.take_along_axis(sim, part, axis=1)
+    idx = np.take_along_axis(idx, part, axis=1)
+  order = np.lexsort((idx, -sim), axis=1)
+  return np.take_along_axis(sim, order, axis=1), np.take_along_axis(
+      idx, order, axis=1)
 
 
 class _UnionFind:
