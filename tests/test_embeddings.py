@@ -137,11 +137,17 @@ def test_nearest_excludes_the_query_breaks_ties_by_row_and_caps_k():
   np.testing.assert_allclose(sims, [[1, 1, 0]])
   found, _ = retrieval.nearest(keys[[1]], keys, 2)
   np.testing.assert_array_equal(found, [[0, 1]])
-  # Many ties, in one block and across blocks: still in row order.
-  tied = np.repeat(keys[:1], 100, 0) * np.arange(1, 101)[:, None]
+  # 20 ties for the first place among 100 keys, k=10, in one block and
+  # across blocks: the 10 of lowest rows, in row order.
+  rng = np.random.default_rng(0)
+  angles = rng.uniform(0.1, 1.5, 100)
+  tied = np.sort(rng.choice(100, 20, replace=False))
+  angles[tied] = 0
+  many = np.stack([np.cos(angles), np.sin(angles)], 1) * rng.uniform(
+      1, 5, (100, 1))
   for block in (100, 7):
-    found, _ = retrieval.nearest(keys[[0]], tied, 50, block=block)
-    np.testing.assert_array_equal(found[0], np.arange(50))
+    found, _ = retrieval.nearest(keys[[0]], many, 10, block=block)
+    np.testing.assert_array_equal(found[0], tied[:10])
 
 
 def test_duplicate_groups_join_chains_and_leave_the_rest_out():
