@@ -114,8 +114,8 @@ def _launch(tmp_path, *overrides):
      "checkpoint_every_steps, clip_grad_norm, collapse_fraction, "
      "collapse_std, epochs, "
      "knn_every_steps, knn_k, knn_temperature, log_every_steps, max_steps, "
-     "momentum, optimizer, rankme_every_steps, rankme_examples, "
-     "skip_nonfinite, trust_coefficient, "
+     "momentum, neighbour_images, optimizer, rankme_every_steps, "
+     "rankme_examples, skip_nonfinite, trust_coefficient, "
      "warmup_epochs, weight_decay"),
     ("--config.seed.x=1",
      "error: --config.seed.x=1: config.seed is a value (0), not a section "

@@ -102,7 +102,8 @@ def test_workdir_layout(digits_run):
                           ("curves.png", "pretrain", "curves"),
                           ("label_efficiency.png", "linear_probe",
                            "label_efficiency"),
-                          ("embedding.png", "linear_probe", "embedding")):
+                          ("embedding.png", "linear_probe", "embedding"),
+                          ("neighbours.png", "pretrain", "neighbours")):
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
     image = tf.io.decode_png(tf.io.read_file(os.path.join(workdir, png)))
     np.testing.assert_array_equal(

@@ -145,6 +145,10 @@ def validate(config: ml_collections.ConfigDict, device_count: int) -> None:
   _choice("pretrain.augment_on", config.pretrain.augment_on,
           device_augmentations.AUGMENT_ON)
   _positive("dataset.image_size", config.dataset.image_size)
+  if not 0 < config.dataset.held_out_fraction < 1:
+    raise errors.ConfigError(
+        f"config.dataset.held_out_fraction={config.dataset.held_out_fraction!r}"
+        ": a fraction in (0, 1) of every class to score on, e.g. 0.1")
   _positive("dataset.in_memory_max_gb", config.dataset.in_memory_max_gb,
             zero_ok=True)
   if config.dataset.name == "folder" and not config.dataset.folder:
@@ -189,7 +193,8 @@ def validate(config: ml_collections.ConfigDict, device_count: int) -> None:
   for key in ("pretrain.weight_decay",
               "pretrain.trust_coefficient", "finetune.lr_backbone",
               "finetune.lr_head", "supervised.lr_backbone",
-              "supervised.lr_head", "linear_probe.learning_rate"):
+              "supervised.lr_head", "linear_probe.learning_rate",
+              "pretrain.neighbour_images"):
     section, field = key.split(".")
     _positive(key, config[section][field], zero_ok=True)
   for key in ("pretrain.max_steps", "pretrain.log_every_steps",

@@ -120,6 +120,9 @@ def base_config() -> config_dict.ConfigDict:
       pretrain_split="train",  # tfds split syntax, e.g. "unlabelled+train"
       train_split="train",
       test_split="test",
+      # When train_split and test_split name one labelled split, this
+      # fraction of every class is held out to be scored on (sources.py).
+      held_out_fraction=0.1,
   ))
 
   c.model = config_dict.ConfigDict(dict(
@@ -184,6 +187,9 @@ def base_config() -> config_dict.ConfigDict:
       knn_temperature=0.07,
       rankme_every_steps=config_dict.placeholder(int),  # None: ~20 a run
       rankme_examples=1024,  # fixed batch for the RankMe effective rank
+      # neighbours.png when pretraining ends: 8 queries' nearest images
+      # among up to this many of the pretraining split (a fixed pick); 0: none.
+      neighbour_images=20000,
       skip_nonfinite=False,  # True: skip non-finite steps instead of stopping
       # Collapse watch: warn at log steps when >= collapse_fraction of the
       # expander's output dimensions have a batch std below collapse_std.

@@ -11,6 +11,7 @@ from absl import logging
 
 from vicreg_haiku.data import datasets
 from vicreg_haiku.evaluation import monitors
+from vicreg_haiku.evaluation import neighbour_grid
 from vicreg_haiku.evaluation import plots
 from vicreg_haiku.evaluation import results
 from vicreg_haiku.models import transforms
@@ -21,6 +22,7 @@ from vicreg_haiku.utils import writers
 
 PHASE = pretrain_step.PHASE
 VIEWS_PNG = "views.png"
+NEIGHBOURS_PNG = "neighbours.png"
 # Points a run gets when a cadence is None (curves.png shows them).
 LOG_POINTS, RANKME_POINTS, KNN_POINTS = 100, 20, 10
 
@@ -111,6 +113,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, mesh,
   state = loop.run(loop_config, initial, step_fn, batches, mesh, on_log,
                    watch_collapse)
   step = int(state.step)
+  _write_neighbours(config, workdir, state, mesh)
   if knn_every is None:  # unlabelled data: nothing to classify
     return {PHASE: {"steps": step}}
   knn = knn_at.get(step) or monitor.knn(state.params, state.net_state)
@@ -139,3 +142,16 @@ def _write_view_grid(config, phase_dir: str, batch, pairs: int = 8) -> None:
                       recipe.std)
   results.write_picture(os.path.join(phase_dir, VIEWS_PNG), phase_dir,
                         "augmented_views", image)
+
+
+def _write_neighbours(config, workdir: str, state, mesh) -> None:
+  """WORKDIR/neighbours.png (and in TensorBoard), on a one-process job."""
+  if jax.process_count() > 1:
+    writers.console(f"{NEIGHBOURS_PNG}: not drawn in a multi-process job "
+                    "(it reads the whole split on one process); python -m "
+                    "vicreg_haiku.embed, then .neighbours, find them after")
+    return
+  image = neighbour_grid.picture(config, state.params, state.net_state, mesh)
+  if image is not None:
+    results.write_picture(os.path.join(workdir, NEIGHBOURS_PNG),
+                          os.path.join(workdir, PHASE), "neighbours", image)

@@ -17,6 +17,7 @@ from vicreg_haiku import defaults
 from vicreg_haiku import pretraining
 from vicreg_haiku.data import datasets
 from vicreg_haiku.data import device_augmentations
+from vicreg_haiku.data import sources
 from vicreg_haiku.evaluation import classifier
 from vicreg_haiku.evaluation import official_probe
 from vicreg_haiku.evaluation import pretrained
@@ -202,10 +203,22 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, dict]:
   phases = PHASES if config.mode == "all" else (config.mode,)
   # Missing, unprepared or unlabelled data fails here, before anything is
   # written.
+  held_out = sources.hold_out(config)
   _check_data(config, phases)
   imported = _imported_weights(config, workdir)
   choose_augment_on(config, workdir)
   prepare_workdir(config, workdir)
+  if held_out and parallel.is_chief():
+    writers.console(f"data: {held_out}")
+    results.update(workdir, {results.HELD_OUT: {
+        "fraction": config.dataset.held_out_fraction,
+        "test_split": config.dataset.test_split,
+        "train_split": config.dataset.train_split,
+        "test_examples": datasets.num_examples(config,
+                                               config.dataset.test_split),
+        "train_examples": datasets.num_examples(config,
+                                                config.dataset.train_split),
+        "why": held_out}})
   precision.set_compute_dtype(config.precision)
   mesh = parallel.make_mesh()
   finished = results.read(workdir)

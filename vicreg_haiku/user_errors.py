@@ -2,6 +2,7 @@
 messages; each class lives in the layer that raises it."""
 
 from vicreg_haiku.data.shards import DataError
+from vicreg_haiku.evaluation.embeddings import OutputError
 from vicreg_haiku.evaluation.pretrained import MissingEncoderError
 from vicreg_haiku.models.torch_weights import WeightsError
 from vicreg_haiku.training.checkpointing import CheckpointError
@@ -9,5 +10,5 @@ from vicreg_haiku.training.loop import NonFiniteError, Preempted
 from vicreg_haiku.utils.errors import ConfigError
 
 USER_ERRORS = (CheckpointError, ConfigError, DataError, MissingEncoderError,
-               NonFiniteError, WeightsError)
+               NonFiniteError, OutputError, WeightsError)
 __all__ = ["USER_ERRORS", "Preempted"]

@@ -22,6 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 from vicreg_haiku.data import augmentations
+from vicreg_haiku.data import decoding
 from vicreg_haiku.data import device_augmentations
 from vicreg_haiku.data import photometric
 from vicreg_haiku.data import shards
@@ -293,32 +294,78 @@ def eval_batches(
     split: str,
     *,
     batch_size: int,
+    examples: Optional[np.ndarray] = None,
     process_index: Optional[int] = None,
     process_count: Optional[int] = None,
 ) -> Iterator[Batch]:
-  """One pass {"image", "label", "mask"}: each example once over processes.
+  """One pass {"image", "label", "mask", "index"}: each example once over
+  processes, in the shard's order; "index" is the example's position in
+  this process's shard.
 
   The evaluation transform (augmentations.eval_view), no randomness. Every
   process yields the same number of batches (collectives need that);
   padding examples have mask False. Labels are -1 on an unlabelled split.
+  `examples` (sorted positions in the shard; with one process, in the
+  split): only these, e.g. the rest of an interrupted pass.
   """
   index, count = _processes(process_index, process_count)
   shard = sources.shard(config, split, index, count)
   batch = _local_batch(batch_size, count)
-  largest_shard = -(-shard.info.num_examples // count)
+  if examples is None:
+    largest_shard = -(-shard.info.num_examples // count)
+    examples = np.arange(shard.size)
+  elif count > 1:
+    raise ValueError("a pass over chosen examples runs on one process")
+  else:
+    largest_shard = len(examples)
   padded = math.ceil(largest_shard / batch) * batch
-  recipe, n = _recipe(config), shard.size
+  recipe, n = _recipe(config), len(examples)
+  positions = tf.constant(np.asarray(examples, np.int64))
 
   def apply(i):
     mask = i < n
-    image, label = shard.read(tf.minimum(i, n - 1))
+    position = tf.gather(positions, tf.minimum(i, n - 1))
+    image, label = shard.read(position)
     x = _eval_view(config, shard, image)
     return {
         "image": photometric.normalize(x, recipe.mean, recipe.std),
         "label": tf.where(mask, label, 0),
-        "mask": mask
+        "mask": mask,
+        "index": position,
     }
 
   ds = _parallel_map(tf.data.Dataset.range(padded), apply).batch(batch)
   ds = ds.prefetch(tf.data.AUTOTUNE)
   return ds.with_options(_options()).as_numpy_iterator()
+
+
+def example_names(config: Config, split: str) -> np.ndarray:
+  """Where each example of `split` came from, in eval_batches' order on one
+  process: folders' file paths, else "<split>[<id>]" (the example's index in
+  the source's split)."""
+  shard = sources.shard(config, split, 0, 1)
+  if shard.names is not None:
+    return np.asarray(shard.names, dtype=object)
+  return np.array([f"{split}[{i}]" for i in shard.global_ids], dtype=object)
+
+
+def eval_image(config: Config, path: str,
+               split_shape: Optional[tuple[int, int]] = None) -> np.ndarray:
+  """One image file through the evaluation transform, normalised: float32
+  [S, S, 3], as eval_batches gives the examples of a split whose images
+  share `split_shape` (None: of any sizes). Raises DataError for a file
+  that is missing or does not decode."""
+  if not tf.io.gfile.exists(path) or tf.io.gfile.isdir(path):
+    raise DataError(f"{path}: no such image file")
+  try:
+    image = decoding.decode_rgb(tf.io.read_file(path))
+  except tf.errors.OpError:
+    raise DataError(f"{path} does not decode as an image (JPEG, PNG, GIF, "
+                    "BMP or WebP): truncated, corrupt or another format?"
+                    ) from None
+  shape = tuple(int(n) for n in image.shape[:2])
+  x = augmentations.eval_view(
+      image, config.dataset.image_size, _recipe(config).interpolation,
+      shape if shape == split_shape else None)
+  recipe = _recipe(config)
+  return np.asarray(photometric.normalize(x, recipe.mean, recipe.std))

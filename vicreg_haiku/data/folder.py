@@ -72,7 +72,7 @@ def open_split(key: shards.SourceKey, split: str) -> shards.Split:
     if decoded_bytes <= key.in_memory_max_bytes:
       return shards.Shard(
           info, len(ids), True,
-          shards.decode_into_memory(read, len(ids), shape), ids)
-    return shards.Shard(info, len(ids), False, read, ids)
+          shards.decode_into_memory(read, len(ids), shape), ids, paths[ids])
+    return shards.Shard(info, len(ids), False, read, ids, paths[ids])
 
   return shards.Split(info, make_shard, lambda: labels)

@@ -42,13 +42,15 @@ class Shard:
   scalar string of encoded bytes (decoding.decode_rgb), and an int32 label
   (-1 for an unlabelled split). global_ids[i] is the example's index in the
   whole split: the augmentation draws are keyed by it, so an example's views
-  do not depend on how many processes share the split.
+  do not depend on how many processes share the split. names[i] (folders:
+  the file's path) says where the example came from; None: global_ids do.
   """
   info: SplitInfo
   size: int
   decoded: bool
   read: ReadFn
   global_ids: np.ndarray
+  names: Optional[np.ndarray] = None
 
 
 @dataclasses.dataclass(frozen=True)

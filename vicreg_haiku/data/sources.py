@@ -28,11 +28,19 @@ shuffled the records when it wrote them), folder shards strided (a folder's
 sorted files are grouped by class). `config.dataset.classes` keeps only the
 named classes of the labelled splits (ImageNet-100 over ImageNet), labelled
 by their position in the kept classes.
+
+A labelled split named both train_split and test_split (a folder's
+default ".", or one tfds split) would score the probes and the kNN monitor
+on the images they were fit on: hold_out() then renames them to
+"<split>%held_out" (config.dataset.held_out_fraction of every class, a fixed
+pick per seed: what is scored) and "<split>%rest" (what is fit on, and what
+label fractions pick from).
 """
 
 import dataclasses
 import functools
-from typing import Optional
+import os
+from typing import Optional, Sequence
 
 import numpy as np
 
@@ -42,11 +50,16 @@ from vicreg_haiku.data import folder
 from vicreg_haiku.data import shards
 from vicreg_haiku.data import tfds_source
 
+HELD_OUT, REST = "%held_out", "%rest"
+# Draws of config.seed for the held-out pick, apart from the label picks.
+_HOLD_OUT_STREAM = 1
+
 
 def split_info(config: shards.Config, split: str,
                label_fraction: float = 1.0) -> shards.SplitInfo:
   """The split's facts; with label_fraction < 1, of its labelled subset."""
-  return _subset(_source_key(config), split, label_fraction, config.seed)[0]
+  return _subset(_source_key(config), split, label_fraction, config.seed,
+                 config.dataset.held_out_fraction)[0]
 
 
 def shard(config: shards.Config, split: str, index: int, count: int,
@@ -58,7 +71,7 @@ def shard(config: shards.Config, split: str, index: int, count: int,
   set of a semi-supervised fine-tune.
   """
   return _shard(_source_key(config), split, index, count, label_fraction,
-                config.seed)
+                config.seed, config.dataset.held_out_fraction)
 
 
 def num_classes(config: shards.Config) -> int:
@@ -89,7 +102,7 @@ def _split(key: shards.SourceKey, split: str) -> shards.Split:
 
 
 def per_class_pick(labels: np.ndarray, fraction: float,
-                   seed: int) -> np.ndarray:
+                   seed: int | Sequence[int]) -> np.ndarray:
   """Sorted indices of round(fraction x its count) examples of every class
   (at least one), a random pick fixed by `seed`."""
   rng = np.random.default_rng(seed)
@@ -101,29 +114,108 @@ def per_class_pick(labels: np.ndarray, fraction: float,
   return np.sort(np.concatenate(picks))
 
 
-@functools.cache
-def _subset(key: shards.SourceKey, split: str, fraction: float,
-            seed: int) -> tuple[shards.SplitInfo, Optional[np.ndarray]]:
-  """(info, examples): the split's labelled subset (all: examples None)."""
-  base = _split(key, split)
-  if fraction >= 1:
-    return base.info, None
-  if not 0 < fraction:
-    raise shards.DataError(f"label_fraction={fraction!r}: a fraction in (0, 1]")
-  if not base.info.labelled:
+def _role(split: str) -> tuple[str, Optional[str]]:
+  """("train", "%rest") for "train%rest"; (split, None) without a role."""
+  for role in (HELD_OUT, REST):
+    if split.endswith(role):
+      return split.removesuffix(role), role
+  return split, None
+
+
+def _held_out(base: shards.Split, role: str, fraction: float,
+              seed: int) -> tuple[shards.SplitInfo, np.ndarray]:
+  """The held-out examples of a labelled split, or the rest."""
+  labels = base.labels()
+  held = per_class_pick(labels, fraction, [seed, _HOLD_OUT_STREAM])
+  rest = np.setdiff1d(np.arange(len(labels)), held)
+  missing = np.setdiff1d(labels[held], labels[rest])
+  if len(missing):
+    name = base.info.class_names[missing[0]]
     raise shards.DataError(
-        f"a fraction of the labels of {base.info.description}, "
-        "which is unlabelled: point it at class subdirectories")
-  examples = per_class_pick(base.labels(), fraction, seed)
+        f"class {name!r} of {base.info.description} has one image: holding "
+        f"out {fraction:g} of every class for evaluation leaves it none to "
+        "train on; add images or give a separate --config.dataset.test_split")
+  examples = held if role == HELD_OUT else rest
+  what = "held out for evaluation" if role == HELD_OUT else "not held out"
   info = dataclasses.replace(
       base.info, num_examples=len(examples),
-      description=f"{base.info.description} ({fraction:g} of its labels)")
+      description=f"{base.info.description} (the {len(examples)} images "
+      f"{what}: {fraction:g} of every class)")
+  return info, examples
+
+
+@functools.cache
+def _subset(key: shards.SourceKey, split: str, fraction: float, seed: int,
+            held_out: float
+            ) -> tuple[shards.SplitInfo, Optional[np.ndarray]]:
+  """(info, examples): the split's labelled subset (all: examples None)."""
+  name, role = _role(split)
+  base = _split(key, name)
+  info, examples = base.info, None
+  if role is not None:
+    info, examples = _held_out(base, role, held_out, seed)
+  if fraction >= 1:
+    return info, examples
+  if not 0 < fraction:
+    raise shards.DataError(f"label_fraction={fraction!r}: a fraction in (0, 1]")
+  if not info.labelled:
+    raise shards.DataError(
+        f"a fraction of the labels of {info.description}, "
+        "which is unlabelled: point it at class subdirectories")
+  every = np.arange(info.num_examples) if examples is None else examples
+  examples = every[per_class_pick(base.labels()[every], fraction, seed)]
+  info = dataclasses.replace(
+      info, num_examples=len(examples),
+      description=f"{info.description} ({fraction:g} of its labels)")
   return info, examples
 
 
 @functools.cache
 def _shard(key: shards.SourceKey, split: str, index: int, count: int,
-           fraction: float, seed: int) -> shards.Shard:
-  info, examples = _subset(key, split, fraction, seed)
+           fraction: float, seed: int, held_out: float) -> shards.Shard:
+  info, examples = _subset(key, split, fraction, seed, held_out)
   return dataclasses.replace(
-      _split(key, split).make_shard(index, count, examples), info=info)
+      _split(key, _role(split)[0]).make_shard(index, count, examples),
+      info=info)
+
+
+def _parts(config: shards.Config, split: str) -> list[str]:
+  """A split's "+"-joined parts, folders' as normalised paths below ROOT."""
+  parts = split.split("+")
+  if config.dataset.name == "folder":
+    return [os.path.normpath(part) for part in parts]
+  return parts
+
+
+def _inside(part: str, other: str) -> bool:
+  return part != other and (other == "." or part.startswith(other + "/"))
+
+
+def hold_out(config: shards.Config) -> Optional[str]:
+  """When config's labelled train and test splits are one split, renames
+  them to its rest and its held-out part (see the module docstring);
+  returns what was done, in words, else None. A folder split inside the
+  other is refused: its images would be scored after being fit on."""
+  d = config.dataset
+  train, test = _parts(config, d.train_split), _parts(config, d.test_split)
+  for a in train:
+    for b in test:
+      if _inside(a, b) or _inside(b, a):
+        raise shards.DataError(
+            f"config.dataset.test_split={d.test_split!r} and train_split="
+            f"{d.train_split!r} overlap ({b!r}, {a!r}): the scores would "
+            "count images the probes were fit on; give disjoint splits, or "
+            "the same one to hold out a fraction of it for evaluation")
+  if sorted(train) != sorted(test) or _role(d.test_split)[1]:
+    return None
+  base = split_info(config, d.test_split)
+  if not base.labelled:
+    return None  # nothing is scored on unlabelled images
+  split = d.test_split
+  d.train_split, d.test_split = split + REST, split + HELD_OUT
+  test_info = split_info(config, d.test_split)
+  return (f"test_split is train_split ({base.description}): "
+          f"{test_info.num_examples} images ({d.held_out_fraction:g} of every"
+          f" class, fixed by seed {config.seed}) are held out for evaluation, "
+          f"the other {split_info(config, d.train_split).num_examples} "
+          "train the probes and fine-tunes")

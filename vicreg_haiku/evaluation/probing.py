@@ -51,7 +51,7 @@ def result_name(encoder: str, per_class: int | None) -> str:
   return name if per_class is None else f"{name}_{per_class}_per_class"
 
 
-def _random_init_encoder(config, mesh):
+def random_init_encoder(config, mesh):
   """The pretraining's initial encoder, replicated as a restored one is."""
   model = transforms.pretrain_model(config)
   optimizer, _ = pretrain_step.make_optimizer(
@@ -107,7 +107,7 @@ def _features_protocol(config, workdir: str, mesh,
   encoder = features.encoder_features(config)
   flatten = jax.jit(lambda images: images.reshape(images.shape[0], -1))
   apply_fns = {"vicreg": encoder(weights.params, weights.net_state),
-               "random_init": encoder(*_random_init_encoder(config, mesh)),
+               "random_init": encoder(*random_init_encoder(config, mesh)),
                "raw_pixels": flatten}
   splits = (config.dataset.train_split, config.dataset.test_split)
   results, test_features = {}, {}

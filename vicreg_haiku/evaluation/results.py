@@ -25,6 +25,9 @@ RESULTS_MD = "results.md"
 CURVES_PNG = "curves.png"
 LABEL_EFFICIENCY_PNG = "label_efficiency.png"
 EMBEDDING_PNG = "embedding.png"
+# results.json's note that the scores are on a held-out part of the train
+# split (sources.hold_out), not a separate test split.
+HELD_OUT = "held_out"
 _PROBE_COLUMNS = {"vicreg": "VICReg", "random_init": "random init",
                   "raw_pixels": "raw pixels"}
 _END_TO_END = {"finetune": "fine-tune (VICReg init)",
@@ -126,7 +129,7 @@ def _end_to_end_rows(results: Mapping[str, Mapping]) -> list[str]:
 
 def _other_rows(results: Mapping[str, Mapping]) -> list[str]:
   """Entries neither table knows (another protocol's), as name | top-1."""
-  known = {"pretrain", "pretrain_knn", *_END_TO_END}
+  known = {"pretrain", "pretrain_knn", HELD_OUT, *_END_TO_END}
   for per_class in _budgets(results):
     known.update(probing.result_name(e, per_class) for e in _PROBE_COLUMNS)
   rows = [f"| {name} | {_cell(entry)} |" for name, entry in results.items()
@@ -168,6 +171,9 @@ def table(results: Mapping[str, Mapping]) -> str:
   """results.md: the probe table, the end-to-end table, the summary line."""
   blocks = [_pretrain_rows(results), _probe_rows(results),
             _end_to_end_rows(results), _other_rows(results)]
+  if HELD_OUT in results:
+    blocks.insert(0, ["Scored on held-out images: "
+                      f"{results[HELD_OUT]['why']}."])
   text = "\n\n".join("\n".join(b) for b in blocks if b)
   line = summary(results)
   return text + (f"\n\n{line}" if line else "") + "\n"
@@ -183,15 +189,20 @@ def update(workdir: str, entries: Mapping[str, Mapping]) -> dict[str, dict]:
   return results
 
 
-def write_picture(path: str, phase_dir: str, name: str,
-                  image: np.ndarray) -> None:
-  """`image` (uint8 [H, W, 3]) as the PNG `path` and as the TensorBoard
-  image `name` of `phase_dir`."""
+def write_png(path: str, image: np.ndarray) -> None:
+  """`image` (uint8 [H, W, 3]) as the PNG `path` (local or gs://)."""
   directory = os.path.dirname(path)
   if directory:
     tf.io.gfile.makedirs(directory)
   with tf.io.gfile.GFile(path, "wb") as f:
     f.write(tf.io.encode_png(image).numpy())
+
+
+def write_picture(path: str, phase_dir: str, name: str,
+                  image: np.ndarray) -> None:
+  """`image` (uint8 [H, W, 3]) as the PNG `path` and as the TensorBoard
+  image `name` of `phase_dir`."""
+  write_png(path, image)
   writer = writers.MetricsWriter(phase_dir)
   writer.write_image(0, name, image)
   writer.close()

@@ -135,6 +135,19 @@ def feature_model(config: ml_collections.ConfigDict) -> hk.TransformedWithState:
       lambda images: make_encoder(config)(images, is_training=False))
 
 
+def embedding_model(
+    config: ml_collections.ConfigDict) -> hk.TransformedWithState:
+  """images -> (encoder features, expander outputs), BatchNorm in inference
+  mode (the pretraining's params: encoder and expander)."""
+
+  def forward(images):
+    features = make_encoder(config)(images, is_training=False)
+    expander = heads.Expander(config.model.expander_dims, name=EXPANDER)
+    return features, expander(features, is_training=False)
+
+  return hk.transform_with_state(forward)
+
+
 def encoder_part(tree: hk.Params) -> hk.Params:
   """The encoder's entries of a params or BN-state tree."""
   return hk.data_structures.filter(
