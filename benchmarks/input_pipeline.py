@@ -21,9 +21,9 @@ import os
 import resource
 import time
 
-from vicreg_haiku import defaults
 from vicreg_haiku.data import datasets
 from vicreg_haiku.data import sources
+from vicreg_haiku.utils import defaults
 
 
 def folder_config(args):

@@ -24,9 +24,9 @@ from PIL import ImageFilter
 from sklearn import datasets as sk_datasets
 import tensorflow as tf
 
-from vicreg_haiku import defaults
 from vicreg_haiku.data import augmentation_constants
 from vicreg_haiku.data import photometric
+from vicreg_haiku.utils import defaults
 
 SIGMAS = (0.1, 0.5, 1.0, 2.0)  # the official sigma is U(0.1, 2.0)
 # (op, factor): each of the official strengths' extremes (0.4, 0.4, 0.2,

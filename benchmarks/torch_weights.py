@@ -31,9 +31,9 @@ import haiku as hk
 import jax
 import numpy as np
 
-from vicreg_haiku import defaults
 from vicreg_haiku.models import torch_weights
 from vicreg_haiku.models import transforms
+from vicreg_haiku.utils import defaults
 
 SIZES = (96, 224, 99)
 

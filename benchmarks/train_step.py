@@ -48,13 +48,13 @@ import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
 import jax.numpy as jnp
 import numpy as np
 
-from vicreg_haiku import defaults
 from vicreg_haiku.data import photometric_draws
 from vicreg_haiku.models import precision
 from vicreg_haiku.models import transforms
 from vicreg_haiku.training import host_memory
 from vicreg_haiku.training import parallel
 from vicreg_haiku.training import pretrain_step
+from vicreg_haiku.utils import defaults
 
 # The exit status of a run that did not fit in device memory.
 OUT_OF_MEMORY = 3

@@ -34,7 +34,7 @@ baseline to beat.
 
 from ml_collections import config_dict
 
-from vicreg_haiku import defaults
+from vicreg_haiku.utils import defaults
 
 
 def get_config():

@@ -75,7 +75,7 @@ fine-tuned from VICReg's 1000-epoch weights; not checked against the paper
 here): 54.8% with 1% of the labels, 69.5% with 10%.
 """
 
-from vicreg_haiku import defaults
+from vicreg_haiku.utils import defaults
 
 
 def get_config():

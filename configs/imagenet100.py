@@ -24,7 +24,7 @@ To compare (solo-learn README, ImageNet-100 val, linear top-1):
 79.2% online, 79.4% offline.
 """
 
-from vicreg_haiku import defaults
+from vicreg_haiku.utils import defaults
 
 
 def get_config():

@@ -42,7 +42,7 @@ stable-pretraining's VICReg ViT-S/16 on Imagenette, 200 epochs: 79.4%
 linear, 75.0% kNN (its benchmarks/imagenet10/RESULTS.md).
 """
 
-from vicreg_haiku import defaults
+from vicreg_haiku.utils import defaults
 
 
 def get_config():

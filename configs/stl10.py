@@ -19,7 +19,7 @@ test set; the same network trained from scratch on the 5k labelled images
 73.3%.
 """
 
-from vicreg_haiku import defaults
+from vicreg_haiku.utils import defaults
 
 
 def get_config():

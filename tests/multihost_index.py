@@ -9,11 +9,11 @@ import json
 import os
 import sys
 
-from vicreg_haiku import defaults
 from vicreg_haiku import runner
 from vicreg_haiku.data import folder_index
 from vicreg_haiku.data import shards
 from vicreg_haiku.training import parallel
+from vicreg_haiku.utils import defaults
 
 
 def main(out_path: str, root: str, split: str) -> None:

@@ -11,11 +11,11 @@ import haiku as hk
 import jax
 import numpy as np
 
-from vicreg_haiku import defaults
 from vicreg_haiku.models import transforms
 from vicreg_haiku.training import optimizers
 from vicreg_haiku.training import parallel
 from vicreg_haiku.training import pretrain_step
+from vicreg_haiku.utils import defaults
 
 
 def tiny_config():

@@ -13,10 +13,10 @@ import optax
 import pytest
 import torch
 
-from vicreg_haiku import defaults
 from vicreg_haiku.evaluation import classifier
 from vicreg_haiku.training import optimizers
 from vicreg_haiku.training import pretrain_step
+from vicreg_haiku.utils import defaults
 
 # Names AdamW leaves undecayed: biases, norms (BatchNorm and LayerNorm
 # params are both scale / offset), a ViT's position embeddings and class

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from vicreg_haiku import defaults
 from vicreg_haiku.data import augmentations
 from vicreg_haiku.data import device_augmentations as dev
 from vicreg_haiku.data import photometric
+from vicreg_haiku.utils import defaults
 
 B = 6
 SIZE = 8

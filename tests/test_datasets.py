@@ -11,12 +11,12 @@ import pytest
 import cifar10_fake
 import stl10_fake
 
-from vicreg_haiku import defaults
 from vicreg_haiku.data import datasets
 from vicreg_haiku.data import shards
 from vicreg_haiku.data import sources
 from vicreg_haiku.data import tfds_source
 from vicreg_haiku.training import pretrain_step
+from vicreg_haiku.utils import defaults
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

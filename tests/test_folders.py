@@ -17,7 +17,6 @@ from PIL import Image
 import folder_fake
 import pil_reference
 
-from vicreg_haiku import defaults
 from vicreg_haiku.data import augmentations
 from vicreg_haiku.data import class_filter
 from vicreg_haiku.data import datasets
@@ -27,6 +26,7 @@ from vicreg_haiku.data import folder_index
 from vicreg_haiku.data import shards
 from vicreg_haiku.data import sources
 from vicreg_haiku.training import pretrain_step
+from vicreg_haiku.utils import defaults
 
 
 def _config(root, **dataset):

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from vicreg_haiku import defaults
 from vicreg_haiku.data import augmentations
 from vicreg_haiku.data import photometric
 from vicreg_haiku.data import photometric_draws
+from vicreg_haiku.utils import defaults
 
 _RECIPES = pytest.mark.parametrize("name", ["vicreg", "seed"])
 _BENCHMARK = os.path.join(os.path.dirname(__file__), os.pardir, "benchmarks",

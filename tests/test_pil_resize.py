@@ -14,6 +14,7 @@ import tensorflow as tf
 
 import folder_fake
 import pil_reference
+
 from vicreg_haiku.data import pil_resize
 
 _FILTERS = {"bicubic": Image.BICUBIC, "bilinear": Image.BILINEAR}

@@ -8,7 +8,6 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from vicreg_haiku import defaults
 from vicreg_haiku.models import heads
 from vicreg_haiku.models import layers
 from vicreg_haiku.models import precision
@@ -16,6 +15,7 @@ from vicreg_haiku.models import resnet
 from vicreg_haiku.models import transforms
 from vicreg_haiku.training import parallel
 from vicreg_haiku.training import pretrain_step
+from vicreg_haiku.utils import defaults
 
 _CLASSES = (resnet.ResNet18, resnet.ResNet50, heads.Expander, layers.BatchNorm)
 

@@ -18,6 +18,7 @@ import sys
 import time
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 import orbax.checkpoint as ocp
@@ -32,6 +33,7 @@ from vicreg_haiku import pretraining
 from vicreg_haiku import runner
 from vicreg_haiku.data import datasets
 from vicreg_haiku.data import device_augmentations
+from vicreg_haiku.evaluation import pretrained
 from vicreg_haiku.models import transforms
 from vicreg_haiku.training import checkpointing
 from vicreg_haiku.training import pretrain_step
@@ -291,7 +293,22 @@ def test_a_run_from_an_older_version_resumes(tmp_path):
   written = json.loads(path.read_text())
   del written["linear_probe"]["encoder_workdir"]
   del written["finetune"]["label_fraction"]
+  # Added later still: the optimizer choice (a ResNet's is LARS, as before)
+  # and augment_on, whose older runs augmented on the host, not "auto".
+  del written["pretrain"]["optimizer"]
+  del written["pretrain"]["augment_on"]
   path.write_text(json.dumps(written))
+  # What reads a workdir (load_encoder, export, init_from) gets a whole
+  # config: the optimizer that restores the checkpoint's structure is LARS.
+  read = pretrained.read_config(workdir)
+  assert read.pretrain.augment_on == "host"
+  optimizer, _ = pretrain_step.make_optimizer(read, steps_per_epoch=1)
+  params = {"encoder/linear": {"w": jnp.ones((2, 2))}}
+  assert jax.tree.structure(optimizer.init(params)) == jax.tree.structure(
+      pretrain_step.make_optimizer(config, steps_per_epoch=1)[0].init(params))
+  config = load_config("digits")
+  runner.choose_augment_on(config, workdir)
+  assert config.pretrain.augment_on == "host"
   runner.prepare_workdir(config, workdir)
   path.write_text(json.dumps(written))
   config.finetune.label_fraction = 0.5

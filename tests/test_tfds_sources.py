@@ -9,13 +9,13 @@ from PIL import Image
 
 import imagenette_fake
 
-from vicreg_haiku import defaults
 from vicreg_haiku.data import class_filter
 from vicreg_haiku.data import datasets
 from vicreg_haiku.data import decoding
 from vicreg_haiku.data import shards
 from vicreg_haiku.data import sources
 from vicreg_haiku.data import tfds_source
+from vicreg_haiku.utils import defaults
 
 
 @pytest.fixture(scope="module")

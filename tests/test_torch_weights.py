@@ -26,7 +26,6 @@ from torch import nn
 from test_reliability import ROOT
 from test_reliability import run_launch
 
-from vicreg_haiku import defaults
 from vicreg_haiku import export
 from vicreg_haiku import runner
 from vicreg_haiku.evaluation import classifier
@@ -34,6 +33,7 @@ from vicreg_haiku.evaluation import pretrained
 from vicreg_haiku.models import heads
 from vicreg_haiku.models import torch_weights
 from vicreg_haiku.models import transforms
+from vicreg_haiku.utils import defaults
 
 SIZES = (96, 224, 99)  # 99: odd sizes at every stride-2 layer but the first
 PROJECTOR_DIMS = (64, 64, 32)

@@ -22,11 +22,11 @@ from torch import nn
 from test_config import load_config
 
 from vicreg_haiku import config_checks
-from vicreg_haiku import defaults
 from vicreg_haiku.models import precision
 from vicreg_haiku.models import torch_weights
 from vicreg_haiku.models import transforms
 from vicreg_haiku.models import vit
+from vicreg_haiku.utils import defaults
 from vicreg_haiku.utils import errors
 
 WIDTH, DEPTH, HEADS, PATCH, SIZE = 32, 2, 2, 8, 32

@@ -13,7 +13,6 @@ import tensorflow as tf
 from absl import logging
 
 from vicreg_haiku import config_checks
-from vicreg_haiku import defaults
 from vicreg_haiku import pretraining
 from vicreg_haiku.data import datasets
 from vicreg_haiku.data import device_augmentations
@@ -27,6 +26,7 @@ from vicreg_haiku.models import precision
 from vicreg_haiku.models import transforms
 from vicreg_haiku.training import parallel
 from vicreg_haiku.training import pretrain_step
+from vicreg_haiku.utils import defaults
 from vicreg_haiku.utils import errors
 from vicreg_haiku.utils import writers
 
@@ -52,12 +52,12 @@ def _flatten(tree, prefix=""):
 
 def _config_changes(old: dict, new: dict) -> list[str]:
   """The keys whose values differ, as "key: old -> new". A key that a newer
-  version added is missing from an older run's config.json: at its default
-  it is no change (the older code behaved as the default does), so a run
-  survives an upgrade of the code it runs on."""
-  old, new = dict(_flatten(old)), dict(_flatten(new))
-  added = dict(_flatten(json.loads(defaults.base_config().to_json())))
-  old = {k: old.get(k, added.get(k)) for k in set(old) | set(new)}
+  version added is missing from an older run's config.json: at the value
+  that older code ran with (its default, or defaults.OLDER_RUN_VALUES') it
+  is no change, so a run survives an upgrade of the code it runs on."""
+  old = dict(_flatten(defaults.as_run_config(old)))
+  new = dict(_flatten(new))
+  old = {k: old.get(k) for k in set(old) | set(new)}
   return [f"{k}: {old[k]!r} -> {new.get(k)!r}" for k in sorted(old)
           if k not in _FREE_KEYS and old[k] != new.get(k)]
 
@@ -98,7 +98,7 @@ def choose_augment_on(config: ml_collections.ConfigDict,
   recorded = None
   if tf.io.gfile.exists(path):
     with tf.io.gfile.GFile(path) as f:
-      recorded = json.load(f).get("pretrain", {}).get("augment_on")
+      recorded = defaults.as_run_config(json.load(f))["pretrain"]["augment_on"]
   if recorded in ("host", "device"):
     chosen, why = recorded, f"as the run in {workdir}"
   else:

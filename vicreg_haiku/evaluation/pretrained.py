@@ -25,6 +25,7 @@ from vicreg_haiku.models import transforms
 from vicreg_haiku.training import checkpointing
 from vicreg_haiku.training import parallel
 from vicreg_haiku.training import pretrain_step
+from vicreg_haiku.utils import defaults
 from vicreg_haiku.utils import errors
 
 CONFIG_FILE = "config.json"
@@ -41,7 +42,7 @@ def read_config(workdir: str) -> ml_collections.ConfigDict:
   if not tf.io.gfile.exists(path):
     raise MissingEncoderError(f"{path} not found: not a vicreg-haiku workdir")
   with tf.io.gfile.GFile(path) as f:
-    return ml_collections.ConfigDict(json.load(f))
+    return ml_collections.ConfigDict(defaults.as_run_config(json.load(f)))
 
 
 def _checkpoints(workdir: str) -> str:

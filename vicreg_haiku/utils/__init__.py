@@ -1,1 +1,2 @@
-"""What every layer shares: the metric writers and ConfigError."""
+"""What every layer shares: the metric writers, ConfigError and the config
+schema (defaults)."""

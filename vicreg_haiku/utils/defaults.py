@@ -4,6 +4,8 @@ Every key a phase reads is here with its default, so `--config.KEY=VALUE`
 works for all of them and an unknown key is refused by ml_collections.
 """
 
+import json
+
 from ml_collections import config_dict
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -230,3 +232,25 @@ def base_config() -> config_dict.ConfigDict:
   c.supervised = classifier_training(lr_backbone=0.1, lr_head=0.1,
                                      weight_decay=1e-4)
   return c
+
+
+# Keys added after runs were written whose default is not what those runs
+# did: the value an older config.json means by leaving the key out.
+OLDER_RUN_VALUES = {"pretrain": {"augment_on": "host"}}
+
+
+def _merged(base: dict, over: dict) -> dict:
+  merged = dict(base)
+  for key, value in over.items():
+    if isinstance(value, dict) and isinstance(merged.get(key), dict):
+      value = _merged(merged[key], value)
+    merged[key] = value
+  return merged
+
+
+def as_run_config(recorded: dict) -> dict:
+  """A run's config.json, written by this version or an older one, as a
+  whole config: a key the older version lacked at the value it ran with
+  (its default here, or OLDER_RUN_VALUES')."""
+  return _merged(_merged(json.loads(base_config().to_json()),
+                         OLDER_RUN_VALUES), recorded)
