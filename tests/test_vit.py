@@ -22,6 +22,7 @@ from torch import nn
 from test_config import load_config
 
 from vicreg_haiku import config_checks
+from vicreg_haiku.evaluation import pretrained
 from vicreg_haiku.models import precision
 from vicreg_haiku.models import torch_weights
 from vicreg_haiku.models import transforms
@@ -342,3 +343,24 @@ def test_bfloat16_computes_blocks_in_bfloat16_and_norms_in_float32():
   assert seen["_PatchEmbed"] == {jnp.dtype("bfloat16")}
   assert seen["LayerNorm"] == {jnp.dtype("float32")}
   assert relative_error(features, reference) < 3e-2
+
+
+def test_another_vit_workdir_of_another_shape_is_refused_in_one_line(
+    tmp_path):
+  """init_from / a transfer probe of a ViT workdir: its depth, patch and
+  position grid must be this config's (Haiku would stop with a shape
+  traceback, or leave blocks the other run lacks at random init)."""
+  other = load_config("digits")
+  other.model.encoder, other.model.depth = "vit_tiny", 2
+  (tmp_path / "config.json").write_text(other.to_json())
+  ours = load_config("digits")
+  ours.model.encoder = "vit_tiny"
+  with pytest.raises(torch_weights.WeightsError,
+                     match=r"config.model.depth=None, but .* with 2: set"):
+    pretrained._restore_other(ours, str(tmp_path))  # pylint: disable=protected-access
+  ours.model.depth, ours.model.patch_size = 2, 2
+  ours.dataset.image_size = 32  # a 16 x 16 grid, the other's 8 x 8
+  with pytest.raises(errors.ConfigError,
+                     match=r"built for 16 px .*image_size=32: set "
+                     r"--config.dataset.image_size=16"):
+    pretrained._restore_other(ours, str(tmp_path))  # pylint: disable=protected-access

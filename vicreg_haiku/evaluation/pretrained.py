@@ -29,8 +29,10 @@ from vicreg_haiku.utils import defaults
 from vicreg_haiku.utils import errors
 
 CONFIG_FILE = "config.json"
-# The config.model keys that fix the shapes of the encoder and expander.
-_SHAPE_KEYS = ("encoder", "stem", "width", "expander_dims")
+# The config.model keys that fix the shapes of the encoder and expander
+# (a ViT's patch_size as resolved by the image size).
+_SHAPE_KEYS = ("encoder", "stem", "width", "expander_dims", "patch_size",
+               "depth", "pool")
 
 
 class MissingEncoderError(RuntimeError):
@@ -121,12 +123,15 @@ def _restore_other(config: ml_collections.ConfigDict, workdir: str):
           f"config.model.{key}={ours[key]!r}, but config.model.init_from="
           f"{workdir} was pretrained with {theirs[key]!r}: set "
           f"--config.model.{key} to it")
+  _check_position_grid(config, other, f"config.model.init_from={workdir}")
   return restore_pretrained(other, workdir)
 
 
 def _network(config: ml_collections.ConfigDict) -> dict:
   """The config.model values of _SHAPE_KEYS (JSON's lists as tuples)."""
   values = {key: config.model[key] for key in _SHAPE_KEYS}
+  if transforms.is_vit(config):
+    values["patch_size"] = transforms.patch_size(config)
   return {key: tuple(value) if isinstance(value, (list, tuple)) else value
           for key, value in values.items()}
 
@@ -161,10 +166,29 @@ def adopt_encoder_workdir(config: ml_collections.ConfigDict,
   if not has_checkpoint(source):
     raise MissingEncoderError(
         f"{where}: no pretraining checkpoint in {_checkpoints(source)}")
-  network = _network(read_config(source))
+  other = read_config(source)
+  network = _network(other)
   for key in _SHAPE_KEYS:
     config.model[key] = network[key]
+  _check_position_grid(config, other, where)
   config.model.init_from = source
+
+
+def _check_position_grid(config: ml_collections.ConfigDict,
+                         other: ml_collections.ConfigDict, where: str) -> None:
+  """A ViT's restored position embeddings fit this config's images: the
+  patch grid of dataset.image_size is the other run's (a .pth file is
+  resampled on import instead, torch_weights)."""
+  if not transforms.is_vit(other):
+    return
+  size = other.dataset.image_size
+  if config.dataset.image_size // transforms.patch_size(config) != (
+      size // transforms.patch_size(other)):
+    raise errors.ConfigError(
+        f"{where} is a ViT built for {size} px images, whose position "
+        f"embeddings do not fit config.dataset.image_size="
+        f"{config.dataset.image_size}: set --config.dataset.image_size="
+        f"{size}")
 
 
 def pretrained_encoder(
