@@ -67,7 +67,6 @@ def get_config():
   c.pretrain.epochs = 100
   c.pretrain.warmup_epochs = 10
   c.pretrain.augmentation = "vicreg"
-  c.pretrain.augment_on = "device"
   c.pretrain.log_every_steps = 100
   c.pretrain.checkpoint_every_steps = 2500
   c.pretrain.knn_every_steps = 0
