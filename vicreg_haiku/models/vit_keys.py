@@ -10,9 +10,6 @@ _LAYERS = {"attn_qkv": "attn.qkv", "attn_proj": "attn.proj",
            "mlp_fc1": "mlp.fc1", "mlp_fc2": "mlp.fc2"}
 # The classifier a timm ViT has and a VICReg encoder has not.
 HEAD = ("head.weight", "head.bias")
-# Names of the encoder's own params (the module "encoder" itself): their
-# torch keys are the names, with no ".weight".
-TOKENS = ("cls_token", "pos_embed")
 # torch's registration order of the names, for listing keys as timm does.
 _ORDER = {name: rank for rank, name in enumerate((
     "module", "backbone", "cls_token", "pos_embed", "patch_embed", "blocks",

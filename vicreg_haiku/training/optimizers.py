@@ -69,7 +69,9 @@ def lars(learning_rate: float | optax.Schedule, *, weight_decay: float,
 
 # Haiku names of the parameters AdamW does not decay: biases, norms' scale and
 # offset (BatchNorm and LayerNorm), a ViT's position embeddings and class
-# token (timm's no_weight_decay(); DINO's and VICRegL's parameter groups).
+# token (timm's no_weight_decay() and its optimizer factory). DINO's
+# get_params_groups exempts biases and 1-D params only, so it does decay the
+# position embeddings and the class token: a difference from DINO's recipe.
 _NO_DECAY_PARAMS = frozenset({"b", "scale", "offset", "pos_embed",
                               "cls_token"})
 
