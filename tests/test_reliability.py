@@ -79,12 +79,26 @@ def run_launch(workdir, *extra):
   return 0
 
 
-def start_launch(workdir, **kwargs):
+def start_launch(workdir, *extra, **kwargs):
   # The session's compilation cache reaches it through
   # $JAX_COMPILATION_CACHE_DIR (conftest.py).
   return subprocess.Popen(
-      [sys.executable, "launch.py", *FLAGS, f"--workdir={workdir}"], cwd=ROOT,
-      text=True, **kwargs)
+      [sys.executable, "launch.py", *FLAGS, *extra, f"--workdir={workdir}"],
+      cwd=ROOT, text=True, **kwargs)
+
+
+def kill_at_first_checkpoint(proc, workdir, timeout_s: float) -> list[int]:
+  """kill -9 `proc` as soon as its pretraining's first checkpoint (step 2)
+  exists; returns the checkpointed steps, checked to be mid-run."""
+  deadline = time.monotonic() + timeout_s
+  while not os.path.isdir(os.path.join(ckpt_dir(workdir), "2")):
+    assert proc.poll() is None and time.monotonic() < deadline
+    time.sleep(0.02)
+  os.kill(proc.pid, signal.SIGKILL)
+  assert proc.wait() == -signal.SIGKILL
+  killed_at = steps(workdir)
+  assert killed_at and killed_at[-1] < 6, killed_at  # really mid-run
+  return killed_at
 
 
 def metrics(workdir):
@@ -147,14 +161,7 @@ def test_kill_then_sigterm_then_rerun_gives_the_uninterrupted_run(
   proc = start_launch(workdir, stdout=subprocess.DEVNULL,
                       stderr=subprocess.DEVNULL)
   seen = []
-  deadline = time.monotonic() + 400
-  while not os.path.isdir(os.path.join(ckpt_dir(workdir), "2")):
-    assert proc.poll() is None and time.monotonic() < deadline
-    time.sleep(0.02)
-  os.kill(proc.pid, signal.SIGKILL)
-  assert proc.wait() == -signal.SIGKILL
-  killed_at = steps(workdir)
-  assert killed_at and killed_at[-1] < 6, killed_at  # really mid-run
+  killed_at = kill_at_first_checkpoint(proc, workdir, 400)
   # What a kill during a save leaves: a temporary directory of a newer step.
   planted = os.path.join(ckpt_dir(workdir), "6.orbax-checkpoint-tmp-1")
   os.makedirs(os.path.join(planted, "default"))

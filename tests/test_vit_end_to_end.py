@@ -8,22 +8,19 @@ steps draw it from keys folded from (seed, phase, step).
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import textwrap
-import time
 
 import numpy as np
 import pytest
 import torch
 
-from test_reliability import FLAGS
 from test_reliability import ROOT
-from test_reliability import ckpt_dir
+from test_reliability import kill_at_first_checkpoint
 from test_reliability import metrics
 from test_reliability import run_launch
-from test_reliability import steps
+from test_reliability import start_launch
 from test_vit import TOLERANCE
 from test_vit import relative_error
 
@@ -58,17 +55,9 @@ def test_the_vit_pretrains_with_adamw_and_drop_path(reference):
 def test_kill_then_rerun_gives_the_uninterrupted_run(reference, tmp_path,
                                                      capsys):
   workdir = str(tmp_path / "run")
-  proc = subprocess.Popen(
-      [sys.executable, "launch.py", *FLAGS, *VIT, f"--workdir={workdir}"],
-      cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-  deadline = time.monotonic() + 500
-  while not os.path.isdir(os.path.join(ckpt_dir(workdir), "2")):
-    assert proc.poll() is None and time.monotonic() < deadline
-    time.sleep(0.02)
-  os.kill(proc.pid, signal.SIGKILL)
-  assert proc.wait() == -signal.SIGKILL
-  killed_at = steps(workdir)
-  assert killed_at and killed_at[-1] < 6, killed_at  # really mid-run
+  proc = start_launch(workdir, *VIT, stdout=subprocess.DEVNULL,
+                      stderr=subprocess.DEVNULL)
+  killed_at = kill_at_first_checkpoint(proc, workdir, 500)
   assert run_launch(workdir, *VIT) == 0
   assert f"resuming from step {killed_at[-1]}" in capsys.readouterr().out
   assert metrics(workdir) == metrics(reference)
