@@ -49,6 +49,8 @@ def test_the_held_out_part_is_a_fixed_fraction_of_every_class(labelled_root):
       sources.hold_out(config))
   assert config.dataset.test_split == "." + sources.HELD_OUT
   assert config.dataset.train_split == "." + sources.REST
+  # Pretraining on "." too: it never sees the held-out images either.
+  assert config.dataset.pretrain_split == "." + sources.REST
   test = set(datasets.example_names(config, config.dataset.test_split))
   train = set(datasets.example_names(config, config.dataset.train_split))
   every = set(datasets.example_names(config, "."))
@@ -132,7 +134,9 @@ def test_a_run_with_the_default_splits_scores_only_held_out_images(
   with open(os.path.join(tmp_path, "results.md")) as f:
     assert f.read().startswith("Scored on held-out images: ")
   with open(os.path.join(tmp_path, "config.json")) as f:
-    assert json.load(f)["dataset"]["test_split"] == "." + sources.HELD_OUT
+    recorded = json.load(f)["dataset"]
+  assert recorded["test_split"] == "." + sources.HELD_OUT
+  assert recorded["pretrain_split"] == "." + sources.REST
   # A rerun of the same command finds its own run (config.json) finished.
   again = runner.run(_run_config(labelled_root), str(tmp_path))
   assert again == json.loads(open(os.path.join(tmp_path,

@@ -212,10 +212,17 @@ def hold_out(config: shards.Config) -> Optional[str]:
   if not base.labelled:
     return None  # nothing is scored on unlabelled images
   split = d.test_split
+  # Pretraining on the same split would show the encoder the held-out
+  # images (without their labels, but a test image seen in pretraining is
+  # no longer unseen): it learns from the rest too.
+  pretrains = sorted(_parts(config, d.pretrain_split)) == sorted(test)
   d.train_split, d.test_split = split + REST, split + HELD_OUT
+  if pretrains:
+    d.pretrain_split = split + REST
   test_info = split_info(config, d.test_split)
   return (f"test_split is train_split ({base.description}): "
           f"{test_info.num_examples} images ({d.held_out_fraction:g} of every"
           f" class, fixed by seed {config.seed}) are held out for evaluation, "
           f"the other {split_info(config, d.train_split).num_examples} "
-          "train the probes and fine-tunes")
+          f"train {'the encoder, ' if pretrains else ''}the probes and "
+          "fine-tunes")
