@@ -14,12 +14,14 @@ network from scratch (6 epochs each).
 Runtime on 2 CPU cores: 1 min 55 s the first time (programs compiled), 1
 min 52 s for a rerun (programs loaded from the compilation cache), on a
 quiet machine (2026-12-02, load < 1.5); 3-4 min when other jobs share the
-cores. Training is most of it (BENCHMARKS.md has the split).
-Expected (measured, seed 0 / seed 1): VICReg linear probe 0.989 / 0.985 (all
-labels) and 0.967 / 0.961 (10 per class) against 0.678 / 0.641 and
-0.502 / 0.513 for the random-init encoder and 0.957 / 0.959 and
-0.850 / 0.835 for raw pixels; kNN 0.978 / 0.985; fine-tune 0.972 / 0.967,
-from scratch 0.674 / 0.682; the loss falls from 23.8 to 19.6.
+cores; neighbours.png and t-SNE add about 20-25 s. Training is most of it
+(BENCHMARKS.md has the split).
+Expected (measured 2026-12-02 evening, seed 0 / seed 1, 2-core AVX-512 CPU,
+jax 0.10.2; README says how the machine moves them): VICReg linear probe
+0.989 / 0.993 (all labels) and 0.965 / 0.978 (10 per class) against
+0.678 / 0.641 and 0.500 / 0.513 for the random-init encoder and 0.957 / 0.959
+and 0.850 / 0.835 for raw pixels; kNN 0.976 / 0.985; fine-tune 0.983 / 0.978,
+from scratch 0.676 / 0.678; the loss falls from 23.8 to 19.6.
 """
 
 from vicreg_haiku.utils import defaults
