@@ -115,9 +115,13 @@ def main(argv):
   # Imported here so that --help and flag errors do not wait for TF and JAX.
   from vicreg_haiku import launch_env  # pylint: disable=g-import-not-at-top
   launch_env.prepare(cache_dir=_CACHE_DIR.value)  # before TF and JAX load
+  from vicreg_haiku import config_checks  # pylint: disable=g-import-not-at-top
   from vicreg_haiku import user_errors  # pylint: disable=g-import-not-at-top
   from vicreg_haiku import runner  # pylint: disable=g-import-not-at-top
   try:
+    # Only the flags say what the user set, as against the config file.
+    config_checks.refuse_ignored_overrides(
+        _CONFIG.value, config_flags.get_override_values(flags.FLAGS["config"]))
     runner.run(_CONFIG.value, _WORKDIR.value)
   except user_errors.Preempted as stop:
     logging.warning("%s", stop)

@@ -163,6 +163,44 @@ def test_launch_refuses_a_bad_value_before_writing(tmp_path):
   assert not workdir.exists()
 
 
+@pytest.mark.parametrize("overrides, line", [
+    (["--config.model.encoder=vit_tiny", "--config.model.width=12"],
+     "error: --config.model.width=12 is a ResNet setting, and "
+     "config.model.encoder='vit_tiny' is a ViT: drop it (a ViT takes "
+     "model.patch_size, model.pool, model.drop_path, model.depth)"),
+    (["--config.model.stem=imagenet", "--config.model.encoder=vit_small"],
+     "error: --config.model.stem='imagenet' is a ResNet setting, and "
+     "config.model.encoder='vit_small' is a ViT: drop it (a ViT takes "
+     "model.patch_size, model.pool, model.drop_path, model.depth)"),
+    (["--config.model.pool=mean"],
+     "error: --config.model.pool='mean' is a ViT setting, and "
+     "config.model.encoder='resnet18' is a ResNet: drop it (a ResNet takes "
+     "model.stem, model.width)"),
+])
+def test_a_setting_the_encoder_ignores_is_refused_from_the_command_line(
+    tmp_path, overrides, line):
+  result, workdir = _launch(tmp_path, *overrides)
+  assert result.returncode == 1
+  assert result.stderr.splitlines() == [line]
+  assert not workdir.exists()
+
+
+def test_a_vit_on_the_digits_config_says_its_resnet_settings_are_unused(
+    tmp_path):
+  """The digits file's width 12 is for its ResNet: a ViT passes the checks
+  and says so once. A missing init_from stops the run there, after the
+  config and data checks and before anything is written."""
+  missing = tmp_path / "missing.pth"
+  result, workdir = _launch(tmp_path, "--config.model.encoder=vit_tiny",
+                            f"--config.model.init_from={missing}")
+  assert result.stdout.splitlines().count(
+      "model.width=12: a ResNet setting, unused by vit_tiny") == 1
+  assert result.stderr.splitlines() == [
+      f"error: config.model.init_from='{missing}': no such file or workdir"]
+  assert result.returncode == 1
+  assert not workdir.exists()
+
+
 def test_child_processes_share_the_bounded_compilation_cache(tmp_path,
                                                              monkeypatch):
   """A child that wrote the cache unbounded would leave entries without

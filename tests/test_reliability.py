@@ -44,9 +44,11 @@ sys.path.insert(0, ROOT)
 import launch  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 # tests/test_runner.py's tiny(), as flags; pretrain only, 6 steps.
+# WIDTH is the ResNet's: a ViT refuses it (test_vit_end_to_end.BASE).
+WIDTH = "--config.model.width=4"
 FLAGS = [
     "--config=configs/digits.py", "--config.mode=pretrain",
-    "--config.model.width=4", "--config.model.expander_dims=(32,32,32)",
+    WIDTH, "--config.model.expander_dims=(32,32,32)",
     "--config.dataset.image_size=8", "--config.eval_batch_size=256",
     "--config.pretrain.batch_size=64", "--config.pretrain.epochs=2",
     "--config.pretrain.warmup_epochs=1", "--config.pretrain.max_steps=6",
@@ -59,9 +61,10 @@ FLAGS = [
 NOT_COMPARED = {"examples_per_second"}
 
 
-def run_launch(workdir, *extra):
-  """launch.py in this process; returns the exit code."""
-  argv = ["launch.py", *FLAGS, f"--workdir={workdir}", *extra]
+def run_launch(workdir, *extra, base=FLAGS):
+  """launch.py in this process with the flags `base` + `extra`; returns the
+  exit code."""
+  argv = ["launch.py", *base, f"--workdir={workdir}", *extra]
   flags.FLAGS.unparse_flags()
   for name in [n for n in flags.FLAGS if n.startswith("config.")]:
     delattr(flags.FLAGS, name)  # the previous run's overrides
@@ -79,11 +82,11 @@ def run_launch(workdir, *extra):
   return 0
 
 
-def start_launch(workdir, *extra, **kwargs):
+def start_launch(workdir, *extra, base=FLAGS, **kwargs):
   # The session's compilation cache reaches it through
   # $JAX_COMPILATION_CACHE_DIR (conftest.py).
   return subprocess.Popen(
-      [sys.executable, "launch.py", *FLAGS, *extra, f"--workdir={workdir}"],
+      [sys.executable, "launch.py", *base, *extra, f"--workdir={workdir}"],
       cwd=ROOT, text=True, **kwargs)
 
 
@@ -322,6 +325,24 @@ def test_a_run_from_an_older_version_resumes(tmp_path):
   with pytest.raises(errors.ConfigError,
                      match=r"finetune.label_fraction: 1.0 -> 0.5"):
     runner.prepare_workdir(config, workdir)
+
+
+def test_a_vit_run_written_with_a_resnet_width_resumes_without_it(tmp_path):
+  """A ViT workdir written with --config.model.width (ignored then, refused
+  now) resumes at the config file's width: a setting the encoder ignores is
+  no change. For a ResNet it still is one."""
+  config = load_config("digits")
+  config.model.encoder = "vit_tiny"
+  config.model.width = 4
+  runner.prepare_workdir(config, str(tmp_path / "vit"))
+  config.model.width = 12
+  runner.prepare_workdir(config, str(tmp_path / "vit"))
+  resnet = load_config("digits")
+  resnet.model.width = 4
+  runner.prepare_workdir(resnet, str(tmp_path / "resnet"))
+  resnet.model.width = 12
+  with pytest.raises(errors.ConfigError, match=r"model.width: 4 -> 12"):
+    runner.prepare_workdir(resnet, str(tmp_path / "resnet"))
 
 
 def test_files_deleted_while_a_streamed_folder_run_trains(tmp_path):

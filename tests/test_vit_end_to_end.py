@@ -16,7 +16,9 @@ import numpy as np
 import pytest
 import torch
 
+from test_reliability import FLAGS
 from test_reliability import ROOT
+from test_reliability import WIDTH
 from test_reliability import kill_at_first_checkpoint
 from test_reliability import metrics
 from test_reliability import run_launch
@@ -26,6 +28,9 @@ from test_vit import relative_error
 
 from vicreg_haiku.evaluation import pretrained
 
+# test_reliability's tiny digits flags without the ResNet's width, which a
+# ViT refuses.
+BASE = [flag for flag in FLAGS if flag != WIDTH]
 VIT = ["--config.model.encoder=vit_tiny", "--config.model.depth=2",
        "--config.model.patch_size=4",
        "--config.model.drop_path=0.1"]
@@ -35,7 +40,7 @@ VIT = ["--config.model.encoder=vit_tiny", "--config.model.depth=2",
 def reference(tmp_path_factory):
   """An uninterrupted 6-step ViT pretraining."""
   workdir = str(tmp_path_factory.mktemp("vit_reference"))
-  assert run_launch(workdir, *VIT) == 0
+  assert run_launch(workdir, *VIT, base=BASE) == 0
   assert [r["step"] for r in metrics(workdir)] == [2, 4, 6]
   return workdir
 
@@ -55,10 +60,10 @@ def test_the_vit_pretrains_with_adamw_and_drop_path(reference):
 def test_kill_then_rerun_gives_the_uninterrupted_run(reference, tmp_path,
                                                      capsys):
   workdir = str(tmp_path / "run")
-  proc = start_launch(workdir, *VIT, stdout=subprocess.DEVNULL,
+  proc = start_launch(workdir, *VIT, base=BASE, stdout=subprocess.DEVNULL,
                       stderr=subprocess.DEVNULL)
   killed_at = kill_at_first_checkpoint(proc, workdir, 500)
-  assert run_launch(workdir, *VIT) == 0
+  assert run_launch(workdir, *VIT, base=BASE) == 0
   assert f"resuming from step {killed_at[-1]}" in capsys.readouterr().out
   assert metrics(workdir) == metrics(reference)
 
@@ -72,7 +77,7 @@ def test_every_phase_runs(tmp_path):
                     "--config.finetune.epochs=1",
                     "--config.supervised.epochs=1",
                     "--config.finetune.batch_size=64",
-                    "--config.supervised.batch_size=64") == 0
+                    "--config.supervised.batch_size=64", base=BASE) == 0
   with open(os.path.join(workdir, "results.json")) as f:
     results = json.load(f)
   for phase in ("linear_probe", "finetune", "supervised"):

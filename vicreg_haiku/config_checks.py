@@ -4,6 +4,7 @@ Every error is one line naming the key, the value and what is allowed.
 """
 
 import difflib
+from typing import Collection
 
 import ml_collections
 
@@ -11,6 +12,7 @@ from vicreg_haiku.data import device_augmentations
 from vicreg_haiku.models import precision
 from vicreg_haiku.models import transforms
 from vicreg_haiku.models import vit
+from vicreg_haiku.utils import defaults
 from vicreg_haiku.utils import errors
 
 MODES = ("all", "pretrain", "linear_probe", "finetune", "supervised")
@@ -36,6 +38,53 @@ def unknown_key(config: ml_collections.ConfigDict, dotted: str) -> str | None:
               f"{', '.join(keys)}")
     node, where = node[part], f"{where}.{part}"
   return None
+
+
+# The model settings that one family of encoders reads and the other ignores.
+_FAMILY_SETTINGS = {"ResNet": ("stem", "width"),
+                    "ViT": ("patch_size", "pool", "drop_path", "depth")}
+
+
+def _families(config: ml_collections.ConfigDict) -> tuple[str, str]:
+  """(the configured encoder's family, the other family)."""
+  return ("ViT", "ResNet") if transforms.is_vit(config) else ("ResNet", "ViT")
+
+
+def ignored_settings(config: ml_collections.ConfigDict) -> tuple[str, ...]:
+  """The model keys ("model.width", ...) the configured encoder does not
+  read: the other family's settings."""
+  return tuple(f"model.{key}"
+               for key in _FAMILY_SETTINGS[_families(config)[1]])
+
+
+def refuse_ignored_overrides(config: ml_collections.ConfigDict,
+                             overridden: Collection[str]) -> None:
+  """Raises ConfigError when the command line (`overridden`: its dotted
+  keys) sets a setting the encoder ignores, e.g. --config.model.width with a
+  ViT: whoever sets one expects it to act. A config file's own values for
+  its default encoder are not refused (unused_settings says them)."""
+  family, other = _families(config)
+  for key in ignored_settings(config):
+    if key in overridden:
+      own = ", ".join(f"model.{k}" for k in _FAMILY_SETTINGS[family])
+      raise errors.ConfigError(
+          f"--config.{key}={config[key]!r} is a {other} setting, and "
+          f"config.model.encoder={config.model.encoder!r} is a {family}: "
+          f"drop it (a {family} takes {own})")
+
+
+def unused_settings(config: ml_collections.ConfigDict) -> str | None:
+  """A line naming the settings the encoder ignores that the config sets to
+  other than their defaults (a config file's values for its ResNet when the
+  command line picks a ViT, or the reverse); None when there are none."""
+  default = defaults.base_config()
+  unused = [f"{key}={config[key]}" for key in ignored_settings(config)
+            if config[key] != default[key]]
+  if not unused:
+    return None
+  other = _families(config)[1]
+  kind = f"{other} settings" if len(unused) > 1 else f"a {other} setting"
+  return f"{', '.join(unused)}: {kind}, unused by {config.model.encoder}"
 
 
 def _choice(key: str, value, allowed) -> None:

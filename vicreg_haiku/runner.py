@@ -50,16 +50,20 @@ def _flatten(tree, prefix=""):
       yield f"{prefix}{key}", value
 
 
-def _config_changes(old: dict, new: dict) -> list[str]:
+def _config_changes(old: dict, config: ml_collections.ConfigDict
+                    ) -> list[str]:
   """The keys whose values differ, as "key: old -> new". A key that a newer
   version added is missing from an older run's config.json: at the value
   that older code ran with (its default, or defaults.OLDER_RUN_VALUES') it
-  is no change, so a run survives an upgrade of the code it runs on."""
+  is no change, so a run survives an upgrade of the code it runs on. Nor is
+  a setting the encoder ignores (a ViT's model.width): a ViT run written
+  with --config.model.width, now refused, resumes without it."""
   old = dict(_flatten(defaults.as_run_config(old)))
-  new = dict(_flatten(new))
+  new = dict(_flatten(json.loads(config.to_json())))
   old = {k: old.get(k) for k in set(old) | set(new)}
+  free = _FREE_KEYS | set(config_checks.ignored_settings(config))
   return [f"{k}: {old[k]!r} -> {new.get(k)!r}" for k in sorted(old)
-          if k not in _FREE_KEYS and old[k] != new.get(k)]
+          if k not in free and old[k] != new.get(k)]
 
 
 def prepare_workdir(config: ml_collections.ConfigDict, workdir: str) -> None:
@@ -68,7 +72,7 @@ def prepare_workdir(config: ml_collections.ConfigDict, workdir: str) -> None:
   path = os.path.join(workdir, pretrained.CONFIG_FILE)
   if tf.io.gfile.exists(path):
     with tf.io.gfile.GFile(path) as f:
-      changes = _config_changes(json.load(f), resolved)
+      changes = _config_changes(json.load(f), config)
     if changes and not config.allow_config_change:
       raise errors.ConfigError(
           f"{workdir} holds a run of a different config ({'; '.join(changes)});"
@@ -199,6 +203,9 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, dict]:
   parallel.maybe_initialize_distributed(config.distributed)
   pretrained.adopt_encoder_workdir(config, workdir)
   config_checks.validate(config, jax.device_count())
+  unused = config_checks.unused_settings(config)
+  if unused and parallel.is_chief():
+    writers.console(unused)
   _warn_if_slow(config.precision)
   phases = PHASES if config.mode == "all" else (config.mode,)
   # Missing, unprepared or unlabelled data fails here, before anything is
