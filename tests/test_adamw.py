@@ -135,7 +135,8 @@ def _config(encoder, optimizer="auto"):
     ("resnet50", "adamw", "adamw"), ("vit_tiny", "lars", "lars")])
 def test_the_optimizer_is_chosen_by_the_encoder_unless_named(
     encoder, optimizer, expected):
-  assert pretrain_step.optimizer_name(_config(encoder, optimizer)) == expected
+  assert optimizers.optimizer_name(_config(encoder, optimizer),
+                                   "pretrain") == expected
 
 
 def test_a_vit_trains_at_adamws_rate_not_larss():
@@ -157,12 +158,12 @@ def test_finetune_and_supervised_choose_by_the_encoder(encoder, expected):
   config = _config(encoder)
   config.finetune.adamw.lr_backbone = 1e-4
   for phase in classifier.PHASES:
-    assert classifier.optimizer_name(config, phase) == expected
+    assert optimizers.optimizer_name(config, phase) == expected
   rates = classifier.rates(config, "finetune")
   assert float(rates["lr_backbone"]) == pytest.approx(
       1e-4 if expected == "adamw" else 0.01)
   config.finetune.optimizer = "sgd"
-  assert classifier.optimizer_name(config, "finetune") == "sgd"
+  assert optimizers.optimizer_name(config, "finetune") == "sgd"
 
 
 def test_a_vit_finetunes_with_adamw_as_torch():

@@ -38,10 +38,10 @@ def _projector_line(state_dict: Mapping[str, Any]) -> str:
   return f"projector = torch.nn.Sequential({', '.join(layers)})"
 
 
-def _patch_size(config: ml_collections.ConfigDict) -> int:
-  # Imported here, as main's imports: --help does not wait for JAX.
+def _transforms():
+  # Imported when used, as main's imports: --help does not wait for JAX.
   from vicreg_haiku.models import transforms  # pylint: disable=g-import-not-at-top
-  return transforms.patch_size(config)
+  return transforms
 
 
 def _timm_lines(config: ml_collections.ConfigDict) -> list[str]:
@@ -51,10 +51,11 @@ def _timm_lines(config: ml_collections.ConfigDict) -> list[str]:
   model = config.model
   depth = "" if model.depth is None else f", depth={model.depth}"
   pool = "avg" if model.pool == "mean" else "token"
+  patch = _transforms().patch_size(config)
   return ["import timm, torch",
           f"model = timm.create_model('{model.encoder}_patch16_224', "
           f"pretrained=False, num_classes=0, img_size="
-          f"{config.dataset.image_size}, patch_size={_patch_size(config)}, "
+          f"{config.dataset.image_size}, patch_size={patch}, "
           f"global_pool='{pool}'{depth})"]
 
 
@@ -64,7 +65,7 @@ def torch_lines(config: ml_collections.ConfigDict,
   official projector, when the state_dict has one) and load `path`, which
   holds `state_dict`, into it with strict=True."""
   model = config.model
-  if model.encoder.startswith("vit_"):
+  if _transforms().is_vit(config):
     lines = _timm_lines(config)
   else:
     lines = ["import torch, torchvision",
@@ -88,7 +89,7 @@ def torch_lines(config: ml_collections.ConfigDict,
 def _how_to_load(config: ml_collections.ConfigDict,
                  state_dict: Mapping[str, Any], path: str) -> str:
   width = config.model.width
-  if not config.model.encoder.startswith("vit_") and (
+  if not _transforms().is_vit(config) and (
       width != _TORCHVISION_WIDTH):
     return (f"width {width}: no torchvision constructor builds this encoder "
             f"(its first stage has {_TORCHVISION_WIDTH} channels); a ResNet "
@@ -115,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
   from vicreg_haiku import user_errors  # pylint: disable=g-import-not-at-top
   from vicreg_haiku.evaluation import pretrained  # pylint: disable=g-import-not-at-top
   from vicreg_haiku.models import torch_weights  # pylint: disable=g-import-not-at-top
+  from vicreg_haiku.models import transforms  # pylint: disable=g-import-not-at-top
   try:
     config = pretrained.read_config(args.workdir)
     params, net_state, step = pretrained.restore_pretrained(config,
@@ -127,8 +129,8 @@ def main(argv: list[str] | None = None) -> int:
     return 1
   part = "encoder and expander" if args.expander else "encoder"
   model = config.model
-  settings = (f"patch_size={_patch_size(config)}, pool={model.pool}"
-              if model.encoder.startswith("vit_")
+  settings = (f"patch_size={transforms.patch_size(config)}, pool={model.pool}"
+              if transforms.is_vit(config)
               else f"stem={model.stem}, width={model.width}")
   print(f"wrote {args.output} ({size / 2**20:.1f} MiB, {len(state_dict)} "
         f"tensors): the {part} of {args.workdir}/pretrain step {step} "

@@ -107,27 +107,18 @@ def rates(config: ml_collections.ConfigDict, phase: str
   in them) compile one program (the second loads it from the persistent
   compilation cache)."""
   settings = config[phase]
-  if optimizer_name(config, phase) == "adamw":
+  if optimizers.optimizer_name(config, phase) == "adamw":
     settings = settings.adamw
   return {name: np.float32(settings[name])
           for name in ("lr_backbone", "lr_head", "weight_decay")}
 
 
-def optimizer_name(config: ml_collections.ConfigDict, phase: str) -> str:
-  """config[phase].optimizer, "auto" resolved by the encoder: SGD for
-  ResNets, AdamW for ViTs (DeiT's recipe; SGD's rates would wreck a ViT)."""
-  name = config[phase].optimizer
-  if name != "auto":
-    return name
-  return "adamw" if transforms.is_vit(config) else "sgd"
-
-
 def make_optimizer(config: ml_collections.ConfigDict, phase: str,
                    phase_rates: Mapping[str, jax.typing.ArrayLike]
                    ) -> optax.GradientTransformation:
-  """SGD + momentum (or AdamW: optimizer_name), cosine to 0, one learning
-  rate for the encoder and one for the head; weight decay on weights only
-  (not biases, not norms; AdamW nor on pos_embed, cls_token).
+  """SGD + momentum (or AdamW: optimizers.optimizer_name), cosine to 0, one
+  learning rate for the encoder and one for the head; weight decay on
+  weights only (not biases, not norms; AdamW nor on pos_embed, cls_token).
 
   phase_rates: rates(config, phase), or the same traced inside the step.
   """
@@ -135,7 +126,7 @@ def make_optimizer(config: ml_collections.ConfigDict, phase: str,
   _, total = steps(config, phase)
 
   def group(lr):
-    if optimizer_name(config, phase) == "adamw":
+    if optimizers.optimizer_name(config, phase) == "adamw":
       return optimizers.adamw(optax.cosine_decay_schedule(lr, total),
                               weight_decay=phase_rates["weight_decay"])
     return optax.chain(

@@ -88,10 +88,6 @@ def _torch():
   return torch
 
 
-def _is_vit(encoder: str) -> bool:
-  return encoder.startswith("vit_")
-
-
 def _keys(params: hk.Params):
   """The key-naming module of the encoder family in `params`."""
   encoder = params.get(transforms.ENCODER, {})
@@ -163,7 +159,7 @@ def _model_shapes(config: ml_collections.ConfigDict):
 
 def _describe(config: ml_collections.ConfigDict, with_expander: bool) -> str:
   model = config.model
-  if _is_vit(model.encoder):
+  if transforms.is_vit(config):
     text = (f"encoder={model.encoder}, "
             f"patch_size={transforms.patch_size(config)}, "
             f"pool={model.pool}")

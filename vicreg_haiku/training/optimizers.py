@@ -6,6 +6,7 @@ import math
 import haiku as hk
 import jax
 import jax.numpy as jnp
+import ml_collections
 import optax
 
 from vicreg_haiku.models import transforms
@@ -128,6 +129,23 @@ def adamw(learning_rate: float | optax.Schedule, *,
       optax.add_decayed_weights(weight_decay, mask=decay_mask),
       optax.scale_by_learning_rate(learning_rate),
   )
+
+
+# What optimizer="auto" trains a ResNet with, by phase: the official VICReg
+# recipe's LARS to pretrain, SGD + momentum to fine-tune.
+_RESNET_OPTIMIZERS = {"pretrain": "lars", "finetune": "sgd",
+                      "supervised": "sgd"}
+
+
+def optimizer_name(config: ml_collections.ConfigDict, phase: str) -> str:
+  """config[phase].optimizer, "auto" resolved by the encoder: AdamW for a
+  ViT (VICRegL, DINO and DeiT train ViTs with it; stable-pretraining reports
+  LARS collapsing BYOL and Barlow Twins on ViTs, and SGD's rates would wreck
+  one), the phase's _RESNET_OPTIMIZERS entry for a ResNet."""
+  name = config[phase].optimizer
+  if name != "auto":
+    return name
+  return "adamw" if transforms.is_vit(config) else _RESNET_OPTIMIZERS[phase]
 
 
 # The VICReg paper's base learning rates by batch size (its batch-size

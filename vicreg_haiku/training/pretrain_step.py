@@ -21,21 +21,10 @@ from vicreg_haiku.training import parallel
 PHASE = "pretrain"
 
 
-def optimizer_name(config: ml_collections.ConfigDict) -> str:
-  """config.pretrain.optimizer, "auto" resolved by the encoder: LARS (the
-  official VICReg recipe) for ResNets, AdamW for ViTs (as VICRegL and DINO;
-  stable-pretraining reports LARS collapsing BYOL and Barlow Twins on
-  ViTs)."""
-  name = config.pretrain.optimizer
-  if name != "auto":
-    return name
-  return "adamw" if transforms.is_vit(config) else "lars"
-
-
 def make_optimizer(config: ml_collections.ConfigDict, steps_per_epoch: int
                    ) -> tuple[optax.GradientTransformation, optax.Schedule]:
-  """LARS or AdamW (optimizer_name) on the official warm-up + cosine
-  schedule (over all epochs), and that schedule.
+  """LARS or AdamW (optimizers.optimizer_name) on the official warm-up +
+  cosine schedule (over all epochs), and that schedule.
 
   LARS: config.pretrain.base_lr (None: the paper's value for the batch
   size), weight_decay, momentum, trust_coefficient. AdamW:
@@ -46,14 +35,14 @@ def make_optimizer(config: ml_collections.ConfigDict, steps_per_epoch: int
   """
   p = config.pretrain
   total = p.epochs * steps_per_epoch
-  if optimizer_name(config) == "adamw":
+  if optimizers.optimizer_name(config, PHASE) == "adamw":
     base_lr = p.adamw.base_lr
   else:
     base_lr = (optimizers.paper_base_lr(p.batch_size) if p.base_lr is None
                else p.base_lr)
   schedule = optimizers.warmup_cosine(
       base_lr, p.batch_size, p.warmup_epochs * steps_per_epoch, total)
-  if optimizer_name(config) == "adamw":
+  if optimizers.optimizer_name(config, PHASE) == "adamw":
     decay = p.adamw.weight_decay
     if p.adamw.weight_decay_end is not None:
       decay = optimizers.cosine_weight_decay(decay, p.adamw.weight_decay_end,
