@@ -106,3 +106,12 @@ def test_export_loads_into_timm_with_the_printed_lines(reference, tmp_path):
     theirs = model(torch.from_numpy(images.transpose(0, 3, 1, 2).copy()))
   ours = pretrained.load_encoder(reference)(images)
   assert relative_error(ours, theirs.numpy()) <= TOLERANCE
+
+
+def test_init_from_a_vit_workdir_ignores_the_resnet_settings(reference):
+  """model.width and model.stem are no part of a ViT's network: a config
+  whose (ResNet) values differ from the workdir's starts from it."""
+  config = pretrained.read_config(reference)
+  config.model.update(width=64, stem="imagenet", init_from=reference)
+  weights = pretrained.import_init_from(config)
+  assert weights.source == f"{reference}/pretrain step 6"

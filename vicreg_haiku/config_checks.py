@@ -40,49 +40,42 @@ def unknown_key(config: ml_collections.ConfigDict, dotted: str) -> str | None:
   return None
 
 
-# The model settings that one family of encoders reads and the other ignores.
-_FAMILY_SETTINGS = {"ResNet": ("stem", "width"),
-                    "ViT": ("patch_size", "pool", "drop_path", "depth")}
-
-
-def _families(config: ml_collections.ConfigDict) -> tuple[str, str]:
-  """(the configured encoder's family, the other family)."""
-  return ("ViT", "ResNet") if transforms.is_vit(config) else ("ResNet", "ViT")
-
-
-def ignored_settings(config: ml_collections.ConfigDict) -> tuple[str, ...]:
-  """The model keys ("model.width", ...) the configured encoder does not
-  read: the other family's settings."""
-  return tuple(f"model.{key}"
-               for key in _FAMILY_SETTINGS[_families(config)[1]])
+def _families(config: ml_collections.ConfigDict
+              ) -> tuple[str, tuple[str, ...], str]:
+  """(the configured encoder's family, the model keys it reads that the
+  other does not, the other family)."""
+  if transforms.is_vit(config):
+    return "ViT", transforms.VIT_SETTINGS, "ResNet"
+  return "ResNet", transforms.RESNET_SETTINGS, "ViT"
 
 
 def refuse_ignored_overrides(config: ml_collections.ConfigDict,
                              overridden: Collection[str]) -> None:
   """Raises ConfigError when the command line (`overridden`: its dotted
   keys) sets a setting the encoder ignores, e.g. --config.model.width with a
-  ViT: whoever sets one expects it to act. A config file's own values for
-  its default encoder are not refused (unused_settings says them)."""
-  family, other = _families(config)
-  for key in ignored_settings(config):
-    if key in overridden:
-      own = ", ".join(f"model.{k}" for k in _FAMILY_SETTINGS[family])
+  ViT: whoever sets one expects it to act. A config file's values for its
+  own encoder are not refused (unused_settings says them)."""
+  family, own, other = _families(config)
+  for key in transforms.ignored_settings(config):
+    if f"model.{key}" in overridden:
       raise errors.ConfigError(
-          f"--config.{key}={config[key]!r} is a {other} setting, and "
-          f"config.model.encoder={config.model.encoder!r} is a {family}: "
-          f"drop it (a {family} takes {own})")
+          f"--config.model.{key}={config.model[key]!r} is a {other} setting, "
+          f"and config.model.encoder={config.model.encoder!r} is a {family}: "
+          f"drop it (a {family} takes "
+          f"{', '.join(f'model.{k}' for k in own)})")
 
 
 def unused_settings(config: ml_collections.ConfigDict) -> str | None:
   """A line naming the settings the encoder ignores that the config sets to
   other than their defaults (a config file's values for its ResNet when the
   command line picks a ViT, or the reverse); None when there are none."""
-  default = defaults.base_config()
-  unused = [f"{key}={config[key]}" for key in ignored_settings(config)
-            if config[key] != default[key]]
+  default = defaults.base_config().model
+  unused = [f"model.{key}={config.model[key]}"
+            for key in transforms.ignored_settings(config)
+            if config.model[key] != default[key]]
   if not unused:
     return None
-  other = _families(config)[1]
+  other = _families(config)[2]
   kind = f"{other} settings" if len(unused) > 1 else f"a {other} setting"
   return f"{', '.join(unused)}: {kind}, unused by {config.model.encoder}"
 

@@ -61,7 +61,8 @@ def _config_changes(old: dict, config: ml_collections.ConfigDict
   old = dict(_flatten(defaults.as_run_config(old)))
   new = dict(_flatten(json.loads(config.to_json())))
   old = {k: old.get(k) for k in set(old) | set(new)}
-  free = _FREE_KEYS | set(config_checks.ignored_settings(config))
+  free = _FREE_KEYS | {f"model.{key}"
+                       for key in transforms.ignored_settings(config)}
   return [f"{k}: {old[k]!r} -> {new.get(k)!r}" for k in sorted(old)
           if k not in free and old[k] != new.get(k)]
 

@@ -117,8 +117,8 @@ def _restore_other(config: ml_collections.ConfigDict, workdir: str):
   """Another workdir's pretrained params, if its networks are config's."""
   other = read_config(workdir)
   ours, theirs = _network(config), _network(other)
-  for key in _SHAPE_KEYS:
-    if ours[key] != theirs[key]:
+  for key in ours:  # "encoder" first: the other keys are of its family
+    if ours[key] != theirs.get(key):
       raise torch_weights.WeightsError(
           f"config.model.{key}={ours[key]!r}, but config.model.init_from="
           f"{workdir} was pretrained with {theirs[key]!r}: set "
@@ -128,8 +128,10 @@ def _restore_other(config: ml_collections.ConfigDict, workdir: str):
 
 
 def _network(config: ml_collections.ConfigDict) -> dict:
-  """The config.model values of _SHAPE_KEYS (JSON's lists as tuples)."""
-  values = {key: config.model[key] for key in _SHAPE_KEYS}
+  """The config.model values of _SHAPE_KEYS the encoder reads (JSON's lists
+  as tuples): a ViT's model.width is no part of its network."""
+  values = {key: config.model[key] for key in _SHAPE_KEYS
+            if key not in transforms.ignored_settings(config)}
   if transforms.is_vit(config):
     values["patch_size"] = transforms.patch_size(config)
   return {key: tuple(value) if isinstance(value, (list, tuple)) else value
@@ -167,9 +169,8 @@ def adopt_encoder_workdir(config: ml_collections.ConfigDict,
     raise MissingEncoderError(
         f"{where}: no pretraining checkpoint in {_checkpoints(source)}")
   other = read_config(source)
-  network = _network(other)
-  for key in _SHAPE_KEYS:
-    config.model[key] = network[key]
+  for key, value in _network(other).items():
+    config.model[key] = value
   _check_position_grid(config, other, where)
   config.model.init_from = source
 

@@ -68,6 +68,17 @@ def is_vit(config: ml_collections.ConfigDict) -> bool:
   return config.model.encoder in VITS
 
 
+# The config.model keys that only one family of encoders reads.
+RESNET_SETTINGS = ("stem", "width")
+VIT_SETTINGS = ("patch_size", "pool", "drop_path", "depth")
+
+
+def ignored_settings(config: ml_collections.ConfigDict) -> tuple[str, ...]:
+  """The config.model keys the configured encoder does not read: the other
+  family's settings (a ViT's are VIT_SETTINGS, a ResNet's RESNET_SETTINGS)."""
+  return RESNET_SETTINGS if is_vit(config) else VIT_SETTINGS
+
+
 # Patch sizes a ViT picks by itself, the largest first, and the fewest
 # patches along a side it accepts (timm's ViTs at 224 px / 16 have 14).
 _AUTO_PATCHES = (16, 8, 4, 2)
