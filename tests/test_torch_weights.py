@@ -25,6 +25,9 @@ from torch import nn
 
 from test_reliability import ROOT
 from test_reliability import run_launch
+from test_vit import MultiCropWrapper
+from test_vit import dino_checkpoint
+from test_vit import dino_head
 
 from vicreg_haiku import export
 from vicreg_haiku import runner
@@ -241,6 +244,20 @@ def test_the_official_full_checkpoint(tmp_path, monkeypatch):
   for key, value in projector.state_dict().items():
     if key.endswith(("running_mean", "running_var")):
       assert relative_error(after[f"projector.{key}"], value) <= 1e-5, key
+
+
+def test_a_dino_resnet_checkpoint_gives_its_ddp_teachers_backbone():
+  """DINO wraps a ResNet's teacher in DDP too (it has BatchNorm), its fc
+  replaced: module.backbone.* is read, module.head.* dropped."""
+  student, teacher = (torchvision_resnet("resnet18", seed=seed)
+                      for seed in (1, 2))
+  student.fc = teacher.fc = nn.Identity()
+  checkpoint = dino_checkpoint(MultiCropWrapper(student, dino_head(512)),
+                               MultiCropWrapper(teacher, dino_head(512)),
+                               ddp="module.")
+  ours = torch_weights.from_torch(checkpoint, config_of("resnet18"))
+  alone = torch_weights.from_torch(teacher.state_dict(), config_of("resnet18"))
+  jax.tree.map(np.testing.assert_array_equal, ours, alone)
 
 
 @pytest.mark.parametrize("arch", ["resnet18", "resnet50"])

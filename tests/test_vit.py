@@ -7,7 +7,9 @@ token and position embeddings are redrawn away from their initial 1 / 0 /
 ~0, so a dropped or swapped mapping of any of them changes the outputs.
 """
 
+import argparse
 import functools
+import warnings
 
 import haiku as hk
 import jax
@@ -178,6 +180,79 @@ def test_the_head_is_dropped_and_said(tiny, caplog):
                                        source="vit.pth")
   assert "dropped the classifier head head.weight, head.bias" in caplog.text
   assert "encoder/norm" in params
+
+
+class MultiCropWrapper(nn.Module):
+  """DINO's (utils.py): the encoder as `backbone`, the DINO head `head`."""
+
+  def __init__(self, backbone: nn.Module, head: nn.Module):
+    super().__init__()
+    self.backbone, self.head = backbone, head
+
+
+def dino_head(in_dim: int, out_dim: int = 64, hidden: int = 48,
+              bottleneck: int = 16) -> nn.Module:
+  """DINO's DINOHead (vision_transformer.py), small: a 3-layer MLP and the
+  weight-normed last layer (weight_g, weight_v), as DINO builds it."""
+  head = nn.Module()
+  head.mlp = nn.Sequential(nn.Linear(in_dim, hidden), nn.GELU(),
+                           nn.Linear(hidden, hidden), nn.GELU(),
+                           nn.Linear(hidden, bottleneck))
+  with warnings.catch_warnings():  # DINO's (deprecated) weight_norm
+    warnings.simplefilter("ignore", FutureWarning)
+    head.last_layer = nn.utils.weight_norm(
+        nn.Linear(bottleneck, out_dim, bias=False))
+  return head
+
+
+def dino_checkpoint(student: nn.Module, teacher: nn.Module, ddp: str = ""):
+  """main_dino.py's save_dict: the student under DDP's `module.`, the
+  teacher under it only where it has BatchNorm (`ddp`; a ViT has none)."""
+  return {
+      "student": {f"module.{k}": v for k, v in student.state_dict().items()},
+      "teacher": {f"{ddp}{k}": v for k, v in teacher.state_dict().items()},
+      "optimizer": torch.optim.AdamW(student.parameters()).state_dict(),
+      "epoch": 7,
+      "args": argparse.Namespace(arch="vit_tiny", patch_size=PATCH, lr=5e-4),
+      "dino_loss": {"center": torch.zeros(1, 64)},
+  }
+
+
+def test_a_dino_training_checkpoint_gives_its_teachers_backbone(
+    tiny, tmp_path, capsys, caplog):
+  """init_from DINO's checkpoint.pth: the teacher's backbone, said once, the
+  DINO head dropped; its features are the teacher's in timm."""
+  student = MultiCropWrapper(timm_vit(seed=1), dino_head(WIDTH))
+  teacher = MultiCropWrapper(timm_vit(seed=2), dino_head(WIDTH))
+  path = tmp_path / "checkpoint.pth"
+  torch.save(dino_checkpoint(student, teacher), path)
+  config = config_of()
+  config.model.init_from = str(path)
+  weights = pretrained.import_init_from(config)
+  assert capsys.readouterr().out == (
+      f"config.model.init_from={path}: the teacher's backbone of a DINO "
+      "training checkpoint (epoch 7): the network DINO evaluates; the "
+      "student is not read\n")
+  assert (f"{path}: dropped the DINO head head.mlp.0.weight, head.mlp.0.bias,"
+          in caplog.text)
+  images = images_of(SIZE, seed=3)
+  ours = encoder_passes("token")(weights.params, images)[0]
+  assert relative_error(ours, timm_features(teacher.backbone, images,
+                                            False)) <= TOLERANCE
+  assert relative_error(ours, timm_features(student.backbone, images,
+                                            False)) > 0.1
+
+
+def test_a_checkpoint_without_a_network_entry_is_refused(tiny):
+  """A dict of other things than tensors with no "teacher" or "model"."""
+  checkpoint = dino_checkpoint(timm_vit(), timm_vit())
+  del checkpoint["teacher"]
+  with pytest.raises(torch_weights.WeightsError,
+                     match=r"^ckpt.pth is neither a state_dict nor a training "
+                     r"checkpoint with a 'teacher' or 'model' entry: its "
+                     r"student, optimizer, epoch, args \(and 1 more\) are no "
+                     r"tensors$"):
+    torch_weights.from_torch(checkpoint, config_of(), source="ckpt.pth")
 
 
 def test_a_missing_key_is_refused_by_name(tiny):

@@ -27,6 +27,7 @@ from vicreg_haiku.training import parallel
 from vicreg_haiku.training import pretrain_step
 from vicreg_haiku.utils import defaults
 from vicreg_haiku.utils import errors
+from vicreg_haiku.utils import writers
 
 CONFIG_FILE = "config.json"
 # The config.model keys that fix the shapes of the encoder and expander
@@ -103,8 +104,12 @@ def import_init_from(config: ml_collections.ConfigDict) -> transforms.Weights:
     params, net_state, step = _restore_other(config, source)
     described = f"{source}/pretrain step {step}"
   elif tf.io.gfile.exists(source):
-    params, net_state = torch_weights.from_torch(
-        torch_weights.read_state_dict(source), config, source=source)
+    state_dict, part = torch_weights.unwrap(
+        torch_weights.read_state_dict(source), source)
+    if part and parallel.is_chief():
+      writers.console(f"config.model.init_from={source}: {part}")
+    params, net_state = torch_weights.from_torch(state_dict, config,
+                                                 source=source)
     described = source
   else:
     raise MissingEncoderError(

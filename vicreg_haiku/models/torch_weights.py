@@ -24,7 +24,12 @@ Read (`from_torch`), every layout keyed by torchvision's names:
 - for `model.encoder=vit_*`, timm `VisionTransformer` state_dicts (DINO's
   backbones have the same keys; models/vit_keys.py names them), a `head.*`
   dropped with a warning; position embeddings of another grid are resampled
-  to the configured image size, as timm does when it loads them.
+  to the configured image size, as timm does when it loads them;
+- DINO's training checkpoint (`checkpoint.pth`: `{"student", "teacher",
+  "optimizer", "epoch", "args", "dino_loss"}`, facebookresearch/dino
+  main_dino.py): the teacher's `backbone.*` (under `module.` where DDP
+  wrapped it, as for ResNets), the network DINO's evaluations read; its DINO
+  head `head.*` is dropped with a warning and the student is not read.
 Key names by family: models/resnet_keys.py, models/vit_keys.py.
 
 Every tensor is accounted for: a missing, unexpected or mis-shaped one is
@@ -42,6 +47,7 @@ TensorFlow can crash (TF 2.21 + torchvision 0.29), so the import order of
 local reads and writes stays the caller's.
 """
 
+import argparse
 import io
 import math
 import re
@@ -64,6 +70,23 @@ from vicreg_haiku.utils import writers
 BACKBONE = "backbone."
 PROJECTOR = "projector."
 _DDP = "module."  # DistributedDataParallel's prefix in the full checkpoint
+# DINO's MultiCropWrapper holds the encoder as `backbone` beside its
+# projection head `head` (mlp.*, last_layer.*), which VICReg has no use for.
+_DINO_HEAD = "head."
+# Training checkpoints that wrap the network's state_dict: the entry that
+# holds it, what that is, and why that entry.
+_WRAPPERS = (
+    # DINO's checkpoint.pth, {"student", "teacher", "optimizer", "epoch",
+    # "args", "dino_loss"} (main_dino.py): DINO evaluates the teacher, the
+    # student's moving average (eval_linear.py's --checkpoint_key default).
+    ("teacher", "the teacher's backbone of a DINO training checkpoint",
+     ": the network DINO evaluates; the student is not read"),
+    # The official VICReg full checkpoint, {"epoch", "model", "optimizer"},
+    # read as the official evaluate.py reads it.
+    ("model", "the model of an official VICReg full checkpoint", ""),
+)
+# What a DINO checkpoint pickles besides tensors: its training flags.
+_SAFE_GLOBALS = {"argparse.Namespace": argparse.Namespace}
 _COUNTER = "num_batches_tracked"
 # Haiku parameter / BN-state names -> torch's.
 _TORCH_NAMES = {"w": "weight", "b": "bias", "scale": "weight",
@@ -217,31 +240,68 @@ def _fit_pos_embed(state_dict: dict[str, Any], prefix: str,
               **{key: _torch().from_numpy(np.array(resampled, np.float32))})
 
 
+def unwrap(checkpoint: Any, source: str = "the state_dict"
+           ) -> tuple[Mapping[str, Any], str | None]:
+  """The state_dict in `checkpoint` and, when a training checkpoint wraps
+  it (_WRAPPERS: DINO's, the official VICReg full one), which part of the
+  checkpoint it is; a bare state_dict is returned as it is, with None.
+
+  Raises WeightsError for anything else: not a mapping, or a mapping of
+  other things than tensors with none of the wrappers' entries.
+  """
+  if not isinstance(checkpoint, Mapping):
+    raise WeightsError(f"{source} holds a {type(checkpoint).__name__}, not a "
+                       "state_dict")
+  for entry, part, why in _WRAPPERS:
+    if isinstance(checkpoint.get(entry), Mapping):
+      epoch = checkpoint.get("epoch")
+      at = f" (epoch {epoch})" if isinstance(epoch, int) else ""
+      return checkpoint[entry], part + at + why
+  others = [k for k, v in checkpoint.items()
+            if not isinstance(v, _torch().Tensor)]
+  if others:
+    raise WeightsError(
+        f"{source} is neither a state_dict nor a training checkpoint with a "
+        f"{' or '.join(repr(w[0]) for w in _WRAPPERS)} entry: its "
+        f"{', '.join(map(str, others[:4]))}"
+        f"{f' (and {len(others) - 4} more)' if len(others) > 4 else ''} "
+        "are no tensors")
+  return checkpoint, None
+
+
+def _drop(state_dict: dict[str, Any], dropped: list[str], what: str,
+          source: str) -> dict[str, Any]:
+  """`state_dict` without the keys `dropped`, said as a warning."""
+  if dropped:
+    logging.warning("%s: dropped %s %s (a VICReg encoder has none)", source,
+                    what, ", ".join(dropped))
+  return {k: v for k, v in state_dict.items() if k not in dropped}
+
+
 def from_torch(state_dict: Mapping[str, Any],
                config: ml_collections.ConfigDict, *,
                source: str = "the state_dict") -> tuple[hk.Params, hk.State]:
   """Our encoder's params and BN state (and the expander's, when the
   state_dict has a projector) from a torch state_dict of any layout above.
 
-  The official full checkpoint may be passed whole (its "model" entry is
-  read, as the official evaluate.py does). Tensors are copied as float32.
-  Raises WeightsError naming the first key that does not fit the model of
-  `config.model` (and how many more do not).
+  A training checkpoint may be passed whole (unwrap: a DINO checkpoint's
+  teacher, the official full checkpoint's model). Tensors are copied as
+  float32. Raises WeightsError naming the first key that does not fit the
+  model of `config.model` (and how many more do not).
   """
-  if not isinstance(state_dict, Mapping):
-    raise WeightsError(f"{source} holds a {type(state_dict).__name__}, not a "
-                       "state_dict")
-  if isinstance(state_dict.get("model"), Mapping):
-    state_dict = state_dict["model"]
+  state_dict, _ = unwrap(state_dict, source)
   prefixes = _prefixes(list(state_dict))
   params_shape, state_shape = _model_shapes(config)
   keys = _keys(params_shape)
-  head = [prefixes[transforms.ENCODER] + k for k in keys.HEAD]
-  dropped = [k for k in head if k in state_dict]
-  if dropped:
-    logging.warning("%s: dropped the classifier head %s (a VICReg encoder "
-                    "has none)", source, ", ".join(dropped))
-  state_dict = {k: v for k, v in state_dict.items() if k not in dropped}
+  encoder = prefixes[transforms.ENCODER]
+  state_dict = _drop(state_dict, [encoder + k for k in keys.HEAD
+                                  if encoder + k in state_dict],
+                     "the classifier head", source)
+  if encoder.endswith(BACKBONE):  # a wrapper's: DINO's head beside it
+    dino_head = prefixes[transforms.EXPANDER] + _DINO_HEAD
+    state_dict = _drop(state_dict, [k for k in state_dict
+                                    if k.startswith(dino_head)],
+                       "the DINO head", source)
   projector = prefixes[transforms.EXPANDER] + PROJECTOR
   with_expander = any(k.startswith(projector) for k in state_dict)
   parts = (transforms.ENCODER,
@@ -305,9 +365,10 @@ def read_state_dict(path: str) -> Mapping[str, Any]:
 
   torch.load runs with weights_only=True, so the file cannot run code;
   functions the training script pickled from its `__main__` (the official
-  full checkpoint's `exclude_bias_and_norm`) load as a placeholder. Any other
-  object the safe loader does not know is refused (e.g. a whole pickled
-  model: save its state_dict() instead).
+  full checkpoint's `exclude_bias_and_norm`) load as a placeholder, and a
+  DINO checkpoint's `args` as the argparse.Namespace it is. Any other object
+  the safe loader does not know is refused (e.g. a whole pickled model: save
+  its state_dict() instead).
   """
   torch = _torch()
   if not epath.Path(path).is_file():
@@ -318,14 +379,16 @@ def read_state_dict(path: str) -> Mapping[str, Any]:
   except ValueError:  # not torch.save's zip format: torch.load may still read
     unknown = []
   data.seek(0)
-  foreign = sorted(n for n in unknown if not n.startswith("__main__."))
+  foreign = sorted(n for n in unknown if not n.startswith("__main__.")
+                   and n not in _SAFE_GLOBALS)
   if foreign:
     raise WeightsError(
         f"{path} pickles {', '.join(foreign)}, not only tensors: save the "
         "model's state_dict() instead")
-  stand_ins = [(_placeholder, name) for name in unknown]
+  allowed = [_SAFE_GLOBALS.get(name) or (_placeholder, name)
+             for name in unknown]
   try:
-    with torch.serialization.safe_globals(stand_ins):
+    with torch.serialization.safe_globals(allowed):
       return torch.load(data, map_location="cpu", weights_only=True)
   except Exception as error:  # pylint: disable=broad-except
     first_line = str(error).strip().splitlines()[0] if str(error) else ""

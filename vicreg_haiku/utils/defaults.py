@@ -140,10 +140,11 @@ def base_config() -> config_dict.ConfigDict:
       # ViTs: the number of blocks; None: the encoder's (12, as timm's).
       depth=config_dict.placeholder(int),
       expander_dims=(8192, 8192, 8192),
-      # Start from these weights: a .pth / .pt state_dict (torchvision or
-      # official VICReg layout, vicreg_haiku/torch_weights.py) or another
-      # workdir. Pretraining starts from its encoder (and expander, if it has
-      # one); a probe or fine-tune without pretraining here uses its encoder.
+      # Start from these weights: a .pth / .pt state_dict (torchvision,
+      # official VICReg, timm or DINO layout, models/torch_weights.py) or
+      # another workdir. Pretraining starts from its encoder (and expander,
+      # if it has one); a probe or fine-tune without pretraining here uses
+      # its encoder.
       init_from=config_dict.placeholder(str),
   ))
 
