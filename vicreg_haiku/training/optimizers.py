@@ -71,8 +71,9 @@ def lars(learning_rate: float | optax.Schedule, *, weight_decay: float,
 # Haiku names of the parameters AdamW does not decay: biases, norms' scale and
 # offset (BatchNorm and LayerNorm), a ViT's position embeddings and class
 # token (timm's no_weight_decay() and its optimizer factory). DINO's
-# get_params_groups exempts biases and 1-D params only, so it does decay the
-# position embeddings and the class token: a difference from DINO's recipe.
+# get_params_groups and VICRegL's add_weight_decay exempt biases and 1-D
+# params only, so they do decay the position embeddings and the class token:
+# a difference from both recipes.
 _NO_DECAY_PARAMS = frozenset({"b", "scale", "offset", "pos_embed",
                               "cls_token"})
 
@@ -139,9 +140,10 @@ _RESNET_OPTIMIZERS = {"pretrain": "lars", "finetune": "sgd",
 
 def optimizer_name(config: ml_collections.ConfigDict, phase: str) -> str:
   """config[phase].optimizer, "auto" resolved by the encoder: AdamW for a
-  ViT (VICRegL, DINO and DeiT train ViTs with it; stable-pretraining reports
-  LARS collapsing BYOL and Barlow Twins on ViTs, and SGD's rates would wreck
-  one), the phase's _RESNET_OPTIMIZERS entry for a ResNet."""
+  ViT (DINO and DeiT train ViTs with it, the VICReg authors' VICRegL its
+  ConvNeXts; stable-pretraining reports LARS collapsing BYOL and Barlow
+  Twins on ViTs, and SGD's rates would wreck one; configs/imagenet_vit.py
+  has the sources), the phase's _RESNET_OPTIMIZERS entry for a ResNet."""
   name = config[phase].optimizer
   if name != "auto":
     return name

@@ -164,8 +164,9 @@ def base_config() -> config_dict.ConfigDict:
       momentum=0.9,
       trust_coefficient=0.001,
       # AdamW (VICRegL's main_vicregl.py: lr 5e-4 x batch / 256, wd 0.05);
-      # no decay on biases, norms, pos_embed and cls_token. weight_decay_end:
-      # None, or a cosine from weight_decay to it (DINO's wd schedule).
+      # no decay on biases, norms, and (timm's) pos_embed and cls_token.
+      # weight_decay_end: None, or a cosine from weight_decay to it (DINO's
+      # wd schedule).
       adamw=config_dict.ConfigDict(dict(
           base_lr=5e-4, weight_decay=0.05,
           weight_decay_end=config_dict.placeholder(float), b1=0.9, b2=0.999)),
