@@ -66,17 +66,20 @@ def crop_boxes(u: tf.Tensor, height, width, scale: Sequence[float],
 
   Ten candidate boxes per example; the first that fits wins, else the central
   crop with the ratio clamped, exactly as torchvision's loop. `height` and
-  `width` (the image's) may be Python ints or int32 tensors.
+  `width` (the images') may be Python ints, int32 scalars or [B] tensors.
   """
   height = tf.cast(height, tf.int32)
   width = tf.cast(width, tf.int32)
-  area = tf.cast(height * width, tf.float32)
+  # One size for all (scalars) or one per example ([B]): a column against
+  # each example's ten candidates.
+  column_h, column_w = tf.reshape(height, [-1, 1]), tf.reshape(width, [-1, 1])
+  area = tf.cast(column_h * column_w, tf.float32)
   target_area = area * _between(_take(u, "area"), *scale)
   aspect = tf.exp(_between(_take(u, "log_ratio"), math.log(ratio[0]),
                            math.log(ratio[1])))
   w = tf.cast(tf.round(tf.sqrt(target_area * aspect)), tf.int32)
   h = tf.cast(tf.round(tf.sqrt(target_area / aspect)), tf.int32)
-  fits = (w > 0) & (w <= width) & (h > 0) & (h <= height)
+  fits = (w > 0) & (w <= column_w) & (h > 0) & (h <= column_h)
   first = tf.argmax(tf.cast(fits, tf.int32), axis=1, output_type=tf.int32)
   w = tf.gather(w, first, batch_dims=1)
   h = tf.gather(h, first, batch_dims=1)

@@ -28,6 +28,9 @@ class SplitInfo:
   num_examples: int
   class_names: Optional[tuple[str, ...]]  # None: unlabelled
   image_shape: Optional[tuple[int, int]]  # (H, W) shared by every image
+  # The 95th percentile of the images' longer sides; None: unknown. The
+  # device path's canvas (canvas.canvas_side).
+  long_side_p95: Optional[int] = None
 
   @property
   def labelled(self) -> bool:
@@ -84,6 +87,10 @@ def shape_of(heights: np.ndarray, widths: np.ndarray
       widths == widths[0]).all():
     return int(heights[0]), int(widths[0])
   return None
+
+
+def long_side_p95(heights: np.ndarray, widths: np.ndarray) -> int:
+  return int(np.percentile(np.maximum(heights, widths), 95, method="higher"))
 
 
 def contiguous_piece(examples: Optional[np.ndarray], n: int, index: int,
