@@ -6,14 +6,15 @@ epoch, example), so a view is a pure function of (image, seed, recipe) and a
 resumed run sees the same batches.
 
 A view is made in two halves. The geometric half (crop, resize, flip,
-rotation) runs per example in the input pipeline and ends in uint8, as
-torchvision's PIL transforms do. The photometric half (colour jitter,
-grayscale, blur, solarize, normalisation) runs on whole batches from
-explicit per-example parameters (`photometric_params`): here in one
-XLA-compiled TF function, or on the accelerator inside the training step
-(device_augmentations.py, the same maths in JAX, fed the same parameters).
-This module holds the geometric half and the composition; pil_resize.py the
-resize, photometric.py the TensorFlow photometric half.
+rotation) ends in uint8, as torchvision's PIL transforms do: with
+augment_on=host per example in the input pipeline (this module, with
+pil_resize.py's resize), with augment_on=device in the training step from
+the same boxes (canvas.py draws them with crop_boxes, device_crops.py
+resizes). The photometric half (colour jitter, grayscale, blur, solarize,
+normalisation) runs on whole batches from explicit per-example parameters:
+in one XLA-compiled TF function (photometric.py), or inside the training
+step (device_augmentations.py, the same maths in JAX, fed the same
+parameters).
 
 Colour ops work on float images in [0, 1] and follow torchvision's tensor
 definitions (clipping to [0, 1] after each op), so the recipes' strengths

@@ -10,12 +10,15 @@ uniforms) and turns them into banded coefficients (pil_taps.py). The
 accelerator resizes (device_crops.py), so the host never resamples.
 
 An image with a side longer than the canvas is reduced on the host first
-(pil_resize: Pillow's antialiased resize, to fit) and its boxes scaled to
-it, rounded to whole pixels: those views are not Pillow's crop of the
-original but a crop of a reduced image (the documented price; the canvas
-comes from the split's sizes, so by default at most ~5% of the images pay
-it: canvas_side).
+(a JPEG over twice the canvas by libjpeg's DCT scaling while decoding, then
+Pillow's antialiased resize to fit) and its boxes scaled to it, rounded to
+whole pixels: those views are not Pillow's crop of the original but a crop
+of a reduced image (the documented price, BENCHMARKS.md; the canvas comes
+from the split's sizes, so by default at most ~5% of the images pay it,
+more only in folders of large photos: canvas_side).
 """
+
+import math
 
 import ml_collections
 import numpy as np
@@ -40,10 +43,24 @@ def canvas_side(config: ml_collections.ConfigDict,
                 info: shards.SplitInfo) -> int:
   """config.pretrain.canvas_size, or by the split: its images' shared
   longer side, else the 95th percentile of their longer sides
-  (SplitInfo.long_side_p95), else UNKNOWN_SIZES_SIDE."""
+  (SplitInfo.long_side_p95), else UNKNOWN_SIZES_SIDE; at most
+  largest_useful_side (photos of many megapixels would make a canvas the
+  accelerator pays for quadratically)."""
+  if config.pretrain.canvas_size:
+    return int(config.pretrain.canvas_size)
   shared = max(info.image_shape) if info.image_shape else None
-  return int(config.pretrain.canvas_size or shared or info.long_side_p95
-             or UNKNOWN_SIZES_SIDE)
+  side = shared or info.long_side_p95 or UNKNOWN_SIZES_SIDE
+  return int(min(side, largest_useful_side(config)))
+
+
+def largest_useful_side(config: ml_collections.ConfigDict) -> int:
+  """UNKNOWN_SIZES_SIDE, or more where the smallest crop of a canvas that
+  size would have fewer pixels across than the output: a reduced image
+  then still holds every crop's detail at the output size."""
+  recipe = config.augmentations[config.pretrain.augmentation]
+  size = config.dataset.image_size
+  return max(UNKNOWN_SIZES_SIDE,
+             math.ceil(size / math.sqrt(recipe.crop_scale[0])))
 
 
 def on_canvas(image: tf.Tensor, side: int, interpolation: str, *,
@@ -52,12 +69,15 @@ def on_canvas(image: tf.Tensor, side: int, interpolation: str, *,
   [side, side, 3], its (H, W), the (h, w) it has on the canvas: (H, W)
   unless a side was longer than the canvas)."""
   if encoded:
-    image = decoding.decode_rgb(image)
-  size = tf.shape(image)[:2]
-  longest = tf.reduce_max(size)
+    image, size = decoding.decode_at_least(image, side)
+  else:
+    size = tf.shape(image)[:2]
+  fitted = tf.shape(image)[:2]
+  longest = tf.reduce_max(fitted)
 
   def reduce():
-    scaled = tf.cast(size, tf.float64) * (side / tf.cast(longest, tf.float64))
+    scaled = tf.cast(fitted, tf.float64) * (side
+                                            / tf.cast(longest, tf.float64))
     new = tf.clip_by_value(tf.cast(tf.round(scaled), tf.int32), 1, side)
     resized = pil_resize.resize_pil(image, new[0], new[1], interpolation)
     return tf.cast(resized, tf.uint8)
@@ -69,23 +89,43 @@ def on_canvas(image: tf.Tensor, side: int, interpolation: str, *,
   return tf.ensure_shape(padded, [side, side, 3]), size, fitted
 
 
-def _on_fitted(start, extent, original, fitted):
-  """A box along one axis of the original image -> the same box on the
-  image as it lies on the canvas (reduced or not), whole pixels, >= 1."""
-  ratio = tf.cast(fitted, tf.float64) / tf.cast(original, tf.float64)
-  start = tf.cast(tf.round(tf.cast(start, tf.float64) * ratio), tf.int32)
-  extent = tf.cast(tf.round(tf.cast(extent, tf.float64) * ratio), tf.int32)
-  start = tf.minimum(start, fitted - 1)
-  return start, tf.clip_by_value(extent, 1, fitted - start)
+def _axis_taps(start, extent, original, fitted, size: int,
+               interpolation: str, width: int):
+  """NumPy: one axis's pil_taps of every view: start, extent (the box on
+  the original image), original, fitted (the image's length, originally
+  and on the canvas), each [m].
+
+  Where the image was reduced, its box is scaled to it and resized as
+  Pillow's Image.resize(box=...) does, with the box's float32 coordinates
+  (as Pillow parses them): the nearest to the original crop a reduced image
+  allows.
+  """
+  m = len(start)
+  first = np.zeros((m, size), np.int32)
+  fixed = np.zeros((m, size, width), np.int32)
+  exact = original == fitted
+  first[exact], fixed[exact] = pil_taps.taps(
+      start[exact], extent[exact], size, interpolation, width)
+  reduced = ~exact
+  if reduced.any():
+    scale = fitted[reduced] / original[reduced]
+    low = (start[reduced] * scale).astype(np.float32).astype(np.float64)
+    high = ((start[reduced] + extent[reduced]) * scale).astype(
+        np.float32).astype(np.float64)
+    first[reduced], fixed[reduced] = pil_taps.taps(
+        low, high - low, size, interpolation, width, limit=fitted[reduced])
+  return first, fixed
 
 
-def _taps(tops, heights, lefts, widths, flips, size: int, side: int,
+def _taps(top, h, left, w, original, fitted, flips, size: int, side: int,
           interpolation: str):
-  """NumPy: pil_taps of every view's rows and columns, a flipped view's
+  """NumPy: each view's rows and columns (_axis_taps), a flipped view's
   columns reversed (a horizontal flip after the resize)."""
   width = pil_taps.num_taps(side, size, interpolation)
-  rows = pil_taps.taps(tops, heights, size, interpolation, width)
-  cols_first, cols = pil_taps.taps(lefts, widths, size, interpolation, width)
+  rows = _axis_taps(top, h, original[:, 0], fitted[:, 0], size,
+                    interpolation, width)
+  cols_first, cols = _axis_taps(left, w, original[:, 1], fitted[:, 1], size,
+                                interpolation, width)
   cols_first = np.where(flips[..., None], cols_first[..., ::-1], cols_first)
   cols = np.where(flips[..., None, None], cols[..., ::-1, :], cols)
   return (*rows, cols_first, cols)
@@ -102,20 +142,16 @@ def view_geometry(u: tf.Tensor, original: tf.Tensor, fitted: tf.Tensor,
   n = tf.shape(u)[0]
   flat_u = tf.reshape(u, [-1, augmentation_constants.NUM_UNIFORMS])
 
-  def per_view(x):  # [n, 2] -> [2n], each example's size once per view
-    return tf.repeat(x, 2)
-
+  # Each example's sizes once per view: [2n, 2].
+  original, fitted = (tf.repeat(x, 2, axis=0) for x in (original, fitted))
   top, left, h, w = augmentations.crop_boxes(
-      flat_u, per_view(original[:, 0]), per_view(original[:, 1]),
-      recipe.crop_scale, recipe.crop_ratio)
-  top, h = _on_fitted(top, h, per_view(original[:, 0]),
-                      per_view(fitted[:, 0]))
-  left, w = _on_fitted(left, w, per_view(original[:, 1]),
-                       per_view(fitted[:, 1]))
+      flat_u, original[:, 0], original[:, 1], recipe.crop_scale,
+      recipe.crop_ratio)
   flips = augmentation_constants.take(flat_u, "flip")[:, 0] < recipe.flip_prob
   outputs = tf.numpy_function(
       lambda *args: _taps(*args, size, side, recipe.interpolation),
-      [top, h, left, w, flips], [tf.int32] * 4, stateful=False)
+      [top, h, left, w, original, fitted, flips], [tf.int32] * 4,
+      stateful=False)
   views = tf.stack([n, 2])
   taps = pil_taps.num_taps(side, size, recipe.interpolation)
   rows_first, rows, cols_first, cols = (

@@ -1,18 +1,20 @@
-"""The photometric half of the two-view augmentation, in JAX, on the device.
+"""The views made in the training step, in JAX, on the accelerator.
 
 With `config.pretrain.augment_on = "device"` (what "auto" picks on a GPU or
-TPU, resolve below) the input pipeline stops after
-the geometric half (uint8 crops) and ships each view's photometric
-parameters, drawn on the host by augmentations.photometric_params from the
-same keyed uniforms; the jitted training step turns them into views here, as
-DeepMind's BYOL does. An accelerator then needs from the host CPUs only the
-crops, not the per-pixel colour work, which they cannot keep up with.
+TPU, resolve below) the input pipeline only decodes each image onto a
+canvas and draws each view's crop (as Pillow's resize coefficients,
+canvas.py), flip and photometric parameters, from the same keyed uniforms
+as the host path; the jitted training step turns them into views here:
+crop + resize + flip (device_crops.py, Pillow-exact), rotation, then the
+photometric half, as DeepMind's BYOL does. An accelerator then needs from
+the host CPUs only the decoding, not the per-pixel work, which they cannot
+keep up with.
 
-The maths is augmentations.py's (torchvision's tensor definitions on
+The colour maths is photometric.py's (torchvision's tensor definitions on
 floats, clipping to [0, 1] after each op; not the official code's uint8 PIL
 arithmetic, see augmentations.py for the measured difference); tests check
-both against the same NumPy references and against each other on the same
-crops and parameters.
+both against the same NumPy references and the two paths' views against
+each other on the same examples.
 """
 
 from typing import Mapping, Sequence

@@ -35,12 +35,17 @@ def num_taps(longest: int, out: int, interpolation: str) -> int:
 
 
 def taps(start: np.ndarray, extent: np.ndarray, out: int,
-         interpolation: str, width: int) -> tuple[np.ndarray, np.ndarray]:
-  """Crops [start, start + extent) (int arrays of any shape [...]) resized
-  to `out` pixels -> (first int32 [..., out]: the first input each output
-  pixel reads, absolute; fixed int32 [..., out, width]: Pillow's fixed-point
+         interpolation: str, width: int, limit: np.ndarray | None = None
+         ) -> tuple[np.ndarray, np.ndarray]:
+  """Boxes [start, start + extent) (arrays of any shape [...]) resized to
+  `out` pixels -> (first int32 [..., out]: the first input each output
+  pixel reads; fixed int32 [..., out, width]: Pillow's fixed-point
   coefficients of inputs first .. first + width - 1, zero past the taps).
 
+  limit None: integer boxes cut first, then resized (torchvision's
+  resized_crop): taps inside the box. Else Pillow's Image.resize(box=...)
+  of an image `limit` pixels long (an array like start): the box may be
+  fractional and taps read past it, up to the image's edges.
   `width` >= num_taps(max extent, out, interpolation).
   """
   pil_filters.check_interpolation(interpolation)
@@ -50,20 +55,25 @@ def taps(start: np.ndarray, extent: np.ndarray, out: int,
   filter_scale = np.maximum(scale, 1.0)
   support = support * filter_scale
   centre = (np.arange(out, dtype=np.float64) + 0.5) * scale  # [..., out]
+  if limit is None:  # in the box's coordinates
+    origin, end = np.asarray(start, np.int64)[..., None], extent
+  else:
+    centre = centre + np.asarray(start, np.float64)[..., None]
+    origin, end = 0, np.asarray(limit, np.float64)[..., None]
   # C's (int) cast truncates toward zero; below zero both clip to 0.
   low = np.maximum(np.trunc(centre - support + 0.5), 0.0)
-  high = np.minimum(np.trunc(centre + support + 0.5), extent)
-  k = np.arange(width, dtype=np.float64)
-  x = low[..., None] + k  # [..., out, width]
-  inside = k < (high - low)[..., None]
+  high = np.minimum(np.trunc(centre + support + 0.5), end)
   if np.any((high - low) > width):
     raise ValueError(f"{width} taps do not cover a crop of "
                      f"{int(extent.max())} pixels resized to {out}")
+  k = np.arange(width, dtype=np.float64)
+  x = low[..., None] + k  # [..., out, width]
+  inside = k < (high - low)[..., None]
   weights = np.where(inside, kernel(
       (x - centre[..., None] + 0.5) * (1.0 / filter_scale[..., None]),
       np.where), 0.0)
   total = weights.sum(-1, keepdims=True)
   weights = weights / np.where(total == 0.0, 1.0, total)
   fixed = np.sign(weights) * np.floor(np.abs(weights) * pil_filters.ONE + 0.5)
-  first = np.asarray(start, np.int64)[..., None] + low.astype(np.int64)
+  first = origin + low.astype(np.int64)
   return first.astype(np.int32), fixed.astype(np.int32)
