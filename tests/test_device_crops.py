@@ -183,6 +183,15 @@ def test_the_canvas_is_the_95th_percentile_of_the_longer_sides(
   assert canvas.canvas_side(config, info) == longer[int(np.ceil(
       0.95 * (len(longer) - 1)))]
   assert canvas.canvas_side(_with(config, canvas_size=77), info) == 77
+  # Photos of many megapixels: the canvas stops where the smallest crop
+  # (scale 0.08) of it still has the output's pixels across, or at 512.
+  large = datasets.shards.SplitInfo("phone photos", 10, None, None, 4000)
+  config.dataset.image_size = 224
+  assert canvas.canvas_side(config, large) == 792  # ceil(224 / 0.08 ** 0.5)
+  config.dataset.image_size = 96
+  assert canvas.canvas_side(config, large) == 512
+  assert "512 px canvas (larger adds nothing at 96 px" in canvas.describe(
+      config, large)
 
 
 def _crops_of(batch):

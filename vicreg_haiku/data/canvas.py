@@ -46,11 +46,31 @@ def canvas_side(config: ml_collections.ConfigDict,
   (SplitInfo.long_side_p95), else UNKNOWN_SIZES_SIDE; at most
   largest_useful_side (photos of many megapixels would make a canvas the
   accelerator pays for quadratically)."""
+  return _side_and_why(config, info)[0]
+
+
+def _side_and_why(config: ml_collections.ConfigDict,
+                  info: shards.SplitInfo) -> tuple[int, str]:
   if config.pretrain.canvas_size:
-    return int(config.pretrain.canvas_size)
-  shared = max(info.image_shape) if info.image_shape else None
-  side = shared or info.long_side_p95 or UNKNOWN_SIZES_SIDE
-  return int(min(side, largest_useful_side(config)))
+    return int(config.pretrain.canvas_size), "pretrain.canvas_size"
+  if info.image_shape:
+    side, why = max(info.image_shape), "the images' size"
+  elif info.long_side_p95:
+    side, why = info.long_side_p95, "95% of the images fit"
+  else:
+    side, why = UNKNOWN_SIZES_SIDE, "the images' sizes are unknown"
+  cap = largest_useful_side(config)
+  if side > cap:
+    side, why = cap, f"larger adds nothing at {config.dataset.image_size} px"
+  return int(side), why
+
+
+def describe(config: ml_collections.ConfigDict,
+             info: shards.SplitInfo) -> str:
+  """The console's line on the canvas canvas_side picks, and why."""
+  side, why = _side_and_why(config, info)
+  return (f"augment_on=device: images decoded onto a {side} px canvas "
+          f"({why}; longer ones are reduced on the host first)")
 
 
 def largest_useful_side(config: ml_collections.ConfigDict) -> int:

@@ -28,6 +28,7 @@ from vicreg_haiku.data import device_augmentations
 from vicreg_haiku.data import photometric
 from vicreg_haiku.data import shards
 from vicreg_haiku.data import sources
+from vicreg_haiku.utils import writers
 
 Config = ml_collections.ConfigDict
 Batch = dict[str, np.ndarray]
@@ -205,6 +206,7 @@ def pretrain_batches(
   order = _example_order(shard.size, batch, steps, start_step, config.seed)
   if device_augmentations.resolve(config.pretrain.augment_on) == "device":
     side = canvas.canvas_side(config, shard.info)
+    writers.console(canvas.describe(config, shard.info))
 
     def on_canvas(epoch, i):
       u = _draws((config.seed, _PRETRAIN), epoch, tf.gather(ids, i), [2])
