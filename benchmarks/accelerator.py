@@ -8,8 +8,10 @@ Runs benchmarks/train_step.py once per row, each in a process of its own (so
 each row's peak device memory is its own): ResNet-18 at 96 px and ResNet-50
 at 224 px, each with the official 8192-8192-8192 expander and a 2048 one,
 ViT-S/16 at 224 px with both expanders (AdamW, as training picks for it),
-with the views fed (augment_on host) and made inside the step from uint8
-crops (device); bfloat16 compute (jmp), float32 loss, batch 256 per chip,
+with the views fed (augment_on host) and made inside the step from decoded
+375 x 500 photos on a 500 px canvas (device: crop, Pillow-exact resize,
+flip and colour in the step; the crop + resize's own time and FLOPs in
+their column); bfloat16 compute (jmp), float32 loss, batch 256 per chip,
 halved until it fits. The 8192 rows also run the training loop around the
 step (loop.run, metrics.jsonl, orbax checkpoints) on an in-memory batch.
 --torch_reference runs the PyTorch step (torch_vicreg_step.py, ResNet-18 at
@@ -276,9 +278,13 @@ def _ours_cells(row: Row, r: dict, torch: dict) -> list[str]:
       if "images_per_s" in t:
         per_chip = r["images_per_s"] / r["devices"]
         vs.append(f"{per_chip / t['images_per_s']:.2f}x {mode}")
+  crops = ""
+  if "crop_s" in r:
+    crops = (f"{1e3 * r['crop_s']:.1f} ({100 * r['crop_s'] / r['step_s']:.0f}"
+             f"% time, {100 * r['crop_flops'] / r['flops']:.0f}% FLOPs)")
   return [row.encoder, f"{row.size}", f"{row.expander}", row.augment_on,
           batch, f"{r['images_per_s']:.0f}", f"{1e3 * r['step_s']:.1f}",
-          _number(r["flops"] / 1e9), _number(tflops),
+          crops, _number(r["flops"] / 1e9), _number(tflops),
           f"{100 * tflops / peak:.0f}%", _memory(r),
           f"{r['compile_s']:.0f}", loop, ", ".join(vs)]
 
@@ -292,7 +298,7 @@ def _memory(r: dict) -> str:
 
 
 HEADER = ["model", "px", "expander", "augment_on", "batch/chip", "images/s",
-          "step ms", "GFLOP/step (XLA)", "TFLOP/s", "% of bf16 peak",
+          "step ms", "crop + resize ms (of the step)", "GFLOP/step (XLA)", "TFLOP/s", "% of bf16 peak",
           "peak device memory", "compile s",
           "loop images/s (vs step), checkpoint stall", "ours / PyTorch"]
 

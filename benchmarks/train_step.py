@@ -16,8 +16,10 @@ it), XLA's own memory plan and the peak RSS of this process.
 
 TensorFlow is never imported (the output says whether it was), in either
 mode: with --augment_on device the photometric parameters are drawn in NumPy
-(photometric_draws, the distributions of the tf.data pipeline's) and the
-step turns them and uint8 crops into views, as in training. So the process
+(photometric_draws, the distributions of the tf.data pipeline's), the crop
+boxes' Pillow coefficients too (pil_taps), and the step turns them and
+375 x 500 images on a --canvas into views, as in training; the CROPS line
+gives the crop + resize's own time and FLOPs beside the step's. So the process
 holds the step alone, as the PyTorch reference's does (a training run adds
 ~0.5 GiB for tf.data), and it runs on accelerator images without TF.
 
@@ -48,7 +50,10 @@ import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
 import jax.numpy as jnp
 import numpy as np
 
+from vicreg_haiku.data import device_crops
 from vicreg_haiku.data import photometric_draws
+from vicreg_haiku.data import pil_filters
+from vicreg_haiku.data import pil_taps
 from vicreg_haiku.models import precision
 from vicreg_haiku.models import transforms
 from vicreg_haiku.training import host_memory
@@ -83,12 +88,25 @@ def _timed(fn) -> float:
   return time.perf_counter() - start
 
 
-def fake_batch(config, batch: int, seed: int = 0) -> dict[str, np.ndarray]:
+def _boxes(rng: np.random.Generator, n: int, height: int, width: int):
+  """RandomResizedCrop-like boxes (scale 0.08-1, ratio 3/4-4/3) in an
+  image of height x width: (top, left, h, w), each [n]."""
+  area = height * width * rng.uniform(0.08, 1.0, n)
+  ratio = np.exp(rng.uniform(np.log(3 / 4), np.log(4 / 3), n))
+  h = np.clip(np.round(np.sqrt(area / ratio)), 1, height).astype(int)
+  w = np.clip(np.round(np.sqrt(area * ratio)), 1, width).astype(int)
+  return rng.integers(0, height - h + 1), rng.integers(0, width - w + 1), h, w
+
+
+def fake_batch(config, batch: int, image: tuple[int, int] = (375, 500),
+               seed: int = 0) -> dict[str, np.ndarray]:
   """Random inputs of the shapes and dtypes pretrain_batches yields.
 
-  "host": the two float32 views. "device": uint8 crops and each view's
-  photometric parameters, drawn as the tf.data pipeline draws them (but in
-  NumPy, photometric_draws), which the step turns into views.
+  "host": the two float32 views. "device": images of `image` (H, W) on a
+  canvas of config.pretrain.canvas_size, each view's crop box as Pillow's
+  coefficients (pil_taps) and its photometric parameters, drawn as the
+  tf.data pipeline draws them (but in NumPy, photometric_draws), which the
+  step turns into views.
   """
   rng = np.random.default_rng(seed)
   size = config.dataset.image_size
@@ -97,8 +115,31 @@ def fake_batch(config, batch: int, seed: int = 0) -> dict[str, np.ndarray]:
             for k in ("view_a", "view_b")}
   recipe = config.augmentations[config.pretrain.augmentation]
   u = photometric_draws.draw_uniforms(rng, (batch, 2))
-  return dict(photometric_draws.view_params(u, recipe),
-              crops=rng.integers(0, 256, (batch, 2, size, size, 3), np.uint8))
+  side = config.pretrain.canvas_size
+  canvas = np.zeros((batch, side, side, 3), np.uint8)
+  canvas[:, :image[0], :image[1]] = rng.integers(0, 256, (*image, 3))
+  top, left, h, w = (x.reshape(batch, 2) for x in _boxes(rng, 2 * batch,
+                                                         *image))
+  taps = pil_taps.num_taps(side, size, recipe.interpolation)
+  rows = pil_taps.taps(top, h, size, recipe.interpolation, taps)
+  cols = pil_taps.taps(left, w, size, recipe.interpolation, taps)
+  return dict(photometric_draws.view_params(u, recipe), canvas=canvas,
+              rows_first=rows[0], rows=rows[1], cols_first=cols[0],
+              cols=cols[1],
+              height_first=pil_filters.height_first(h, w, size, size))
+
+
+def time_crops(batch, warmup: int, steps: int) -> dict:
+  """The device half's crop + resize alone (device_crops.two_crops) on the
+  step's batch: its time and FLOPs, to set beside the step's."""
+  crops = jax.jit(device_crops.two_crops)
+  compiled = crops.lower(batch).compile()
+  for _ in range(warmup):
+    compiled(batch).block_until_ready()
+  times = [_timed(lambda: compiled(batch).block_until_ready())
+           for _ in range(steps)]
+  return {"crop_s": float(np.median(times)),
+          "crop_flops": compiled.cost_analysis().get("flops", float("nan"))}
 
 
 def benchmark_config(args):
@@ -112,6 +153,7 @@ def benchmark_config(args):
   config.precision = args.precision
   config.pretrain.batch_size = args.batch
   config.pretrain.augment_on = args.augment_on
+  config.pretrain.canvas_size = args.canvas
   return config
 
 
@@ -215,6 +257,8 @@ def measure(args) -> dict:
       loss=float(metrics["loss"]), peak_device_bytes=peak_device_bytes(),
       xla_argument_bytes=plan and plan.argument_size_in_bytes,
       xla_temp_bytes=plan and plan.temp_size_in_bytes)
+  if args.augment_on == "device":
+    result.update(time_crops(batch, args.warmup, args.steps))
   del state, batch
   dtype = jnp.dtype(args.precision)
   n = args.matmul_size or (2048 if jax.default_backend() == "cpu" else 8192)
@@ -251,6 +295,13 @@ def report(args, result: dict) -> None:
         f"peak_device={device_peak} "
         f"xla_args+temps={plan} "
         f"peak_rss={result['peak_rss_gib']:.2f} GiB")
+  if "crop_s" in result:
+    print(f"CROPS canvas={args.canvas} crop+resize of both views: "
+          f"{result['crop_s']:.4f}s a batch "
+          f"({100 * result['crop_s'] / result['step_s']:.1f}% of the step's "
+          f"time), GFLOP={result['crop_flops'] / 1e9:.2f} "
+          f"({100 * result['crop_flops'] / result['flops']:.1f}% of the "
+          "step's)")
   if "loop_images_per_s" in result:
     print(f"LOOP images/s={result['loop_images_per_s']:.1f} "
           f"(step alone {result['images_per_s']:.1f}) "
@@ -276,8 +327,11 @@ def main():
   parser.add_argument("--steps", type=int, default=8)
   parser.add_argument("--augment_on", default="host",
                       choices=["host", "device"],
-                      help="device: the step also runs the photometric half "
-                      "of the augmentation (uint8 crops in)")
+                      help="device: the step also crops, resizes and "
+                      "colours (decoded images on a canvas in)")
+  parser.add_argument("--canvas", type=int, default=500,
+                      help="device: the canvas side; the images are 375 x "
+                      "500 (a photo's decoded JPEG size)")
   parser.add_argument("--matmul_size", type=int, default=0,
                       help="n of the peak's n x n matmul (0: 2048 on CPU, "
                       "8192 on accelerators)")

@@ -163,9 +163,10 @@ def test_device_photometric_equals_the_tf_data_one(name):
       0, 1, (64, 2, 16, 16, 3)) * 255).astype(np.uint8))
   u = augmentations.draw(tf.constant([5, 6]), [64, 2])
   host = photometric.finish_views(crops, u, recipe)
-  batch = dict(_to_jax(photometric.view_params(u, recipe)),
-               crops=jnp.asarray(crops.numpy()))
-  device = dev.two_views(batch, recipe)
+  params = _to_jax(photometric.view_params(u, recipe))
+  x = jnp.asarray(crops.numpy()) / 255.0
+  device = [dev.photometric(x[:, v], {k: p[:, v] for k, p in params.items()},
+                            recipe, v) for v in range(2)]
   for h, d in zip(host, device):
     np.testing.assert_allclose(np.asarray(d), h.numpy(), atol=2e-5)
 

@@ -110,7 +110,7 @@ def _launch(tmp_path, *overrides):
     ("--config.pretrain.batchsize=8",
      "error: --config.pretrain.batchsize=8: config.pretrain has no key "
      "'batchsize' (did you mean 'batch_size'?); its keys: adamw, augment_on, "
-     "augmentation, base_lr, batch_size, checkpoint_every_seconds, "
+     "augmentation, base_lr, batch_size, canvas_size, checkpoint_every_seconds, "
      "checkpoint_every_steps, clip_grad_norm, collapse_fraction, "
      "collapse_std, epochs, "
      "knn_every_steps, knn_k, knn_temperature, log_every_steps, max_steps, "

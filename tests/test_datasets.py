@@ -129,14 +129,17 @@ def test_cifar10_pretrain_batches(fake_cifar10_dir):
 
 
 def test_device_augmentation_gives_the_host_views(fake_stl10_dir):
-  """augment_on="device": uint8 crops + parameters; the step's views are
-  the tf.data views of the same step."""
+  """augment_on="device": the decoded images on a canvas, each view's
+  resize coefficients and parameters; the step's views are the tf.data
+  views of the same step."""
   config = _stl10_config(fake_stl10_dir)
   host = _take(datasets.pretrain_batches(config, start_step=3), 2)
   config.pretrain.augment_on = "device"
   device = _take(datasets.pretrain_batches(config, start_step=3), 2)
   for h, d in zip(host, device):
-    assert d["crops"].dtype == np.uint8 and d["crops"].shape == (8, 2, 16, 16, 3)
+    side = 96  # STL10's images: the canvas holds them whole
+    assert d["canvas"].dtype == np.uint8
+    assert d["canvas"].shape == (8, side, side, 3)
     views = pretrain_step.two_views(config, d)
     for key, view in zip(("view_a", "view_b"), views):
       np.testing.assert_allclose(np.asarray(view), h[key], atol=2e-5)

@@ -11,6 +11,7 @@ import pytest
 import tensorflow as tf
 
 from vicreg_haiku.data import augmentations
+from vicreg_haiku.data import device_crops
 from vicreg_haiku.data import photometric
 from vicreg_haiku.data import photometric_draws
 from vicreg_haiku.utils import defaults
@@ -59,9 +60,12 @@ def _benchmark_params(name: str, batch: int) -> dict[str, np.ndarray]:
   config.dataset.image_size = 4
   config.pretrain.augment_on = "device"
   config.pretrain.augmentation = name
-  params = train_step.fake_batch(config, batch)
-  assert params.pop("crops").shape == (batch, 2, 4, 4, 3)
-  return params
+  config.pretrain.canvas_size = 5
+  params = train_step.fake_batch(config, batch, image=(3, 5))
+  assert params["canvas"].shape == (batch, 5, 5, 3)
+  assert params["rows"].shape[:3] == (batch, 2, 4)
+  return {k: v for k, v in params.items()
+          if k not in device_crops.GEOMETRY}
 
 
 def _ks_statistic(a: np.ndarray, b: np.ndarray) -> float:

@@ -186,6 +186,7 @@ def validate(config: ml_collections.ConfigDict, device_count: int) -> None:
           tuple(config.augmentations.keys()))
   _choice("pretrain.augment_on", config.pretrain.augment_on,
           device_augmentations.AUGMENT_ON)
+  _positive("pretrain.canvas_size", config.pretrain.canvas_size, zero_ok=True)
   _positive("dataset.image_size", config.dataset.image_size)
   if not 0 < config.dataset.held_out_fraction < 1:
     raise errors.ConfigError(

@@ -6,14 +6,15 @@ epoch, example), so a view is a pure function of (image, seed, recipe) and a
 resumed run sees the same batches.
 
 A view is made in two halves. The geometric half (crop, resize, flip,
-rotation) runs per example in the input pipeline and ends in uint8, as
-torchvision's PIL transforms do. The photometric half (colour jitter,
-grayscale, blur, solarize, normalisation) runs on whole batches from
-explicit per-example parameters (`photometric_params`): here in one
-XLA-compiled TF function, or on the accelerator inside the training step
-(device_augmentations.py, the same maths in JAX, fed the same parameters).
-This module holds the geometric half and the composition; pil_resize.py the
-resize, photometric.py the TensorFlow photometric half.
+rotation) ends in uint8, as torchvision's PIL transforms do: with
+augment_on=host per example in the input pipeline (this module, with
+pil_resize.py's resize), with augment_on=device in the training step from
+the same boxes (canvas.py draws them with crop_boxes, device_crops.py
+resizes). The photometric half (colour jitter, grayscale, blur, solarize,
+normalisation) runs on whole batches from explicit per-example parameters:
+in one XLA-compiled TF function (photometric.py), or inside the training
+step (device_augmentations.py, the same maths in JAX, fed the same
+parameters).
 
 Colour ops work on float images in [0, 1] and follow torchvision's tensor
 definitions (clipping to [0, 1] after each op), so the recipes' strengths
@@ -66,17 +67,20 @@ def crop_boxes(u: tf.Tensor, height, width, scale: Sequence[float],
 
   Ten candidate boxes per example; the first that fits wins, else the central
   crop with the ratio clamped, exactly as torchvision's loop. `height` and
-  `width` (the image's) may be Python ints or int32 tensors.
+  `width` (the images') may be Python ints, int32 scalars or [B] tensors.
   """
   height = tf.cast(height, tf.int32)
   width = tf.cast(width, tf.int32)
-  area = tf.cast(height * width, tf.float32)
+  # One size for all (scalars) or one per example ([B]): a column against
+  # each example's ten candidates.
+  column_h, column_w = tf.reshape(height, [-1, 1]), tf.reshape(width, [-1, 1])
+  area = tf.cast(column_h * column_w, tf.float32)
   target_area = area * _between(_take(u, "area"), *scale)
   aspect = tf.exp(_between(_take(u, "log_ratio"), math.log(ratio[0]),
                            math.log(ratio[1])))
   w = tf.cast(tf.round(tf.sqrt(target_area * aspect)), tf.int32)
   h = tf.cast(tf.round(tf.sqrt(target_area / aspect)), tf.int32)
-  fits = (w > 0) & (w <= width) & (h > 0) & (h <= height)
+  fits = (w > 0) & (w <= column_w) & (h > 0) & (h <= column_h)
   first = tf.argmax(tf.cast(fits, tf.int32), axis=1, output_type=tf.int32)
   w = tf.gather(w, first, batch_dims=1)
   h = tf.gather(h, first, batch_dims=1)

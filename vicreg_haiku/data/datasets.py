@@ -22,11 +22,13 @@ import numpy as np
 import tensorflow as tf
 
 from vicreg_haiku.data import augmentations
+from vicreg_haiku.data import canvas
 from vicreg_haiku.data import decoding
 from vicreg_haiku.data import device_augmentations
 from vicreg_haiku.data import photometric
 from vicreg_haiku.data import shards
 from vicreg_haiku.data import sources
+from vicreg_haiku.utils import writers
 
 Config = ml_collections.ConfigDict
 Batch = dict[str, np.ndarray]
@@ -189,10 +191,11 @@ def pretrain_batches(
 
   config.pretrain.augment_on (device_augmentations.resolve: "auto" picks by
   JAX's backend) "host": {"view_a", "view_b"}: float32
-  [B_local, S, S, 3], ready to train on. "device": the geometric half only,
-  {"crops": uint8 [B_local, 2, S, S, 3]} plus each view's photometric
-  parameters (augmentations.view_params), which the training step turns
-  into views on the accelerator (device_augmentations.two_views).
+  [B_local, S, S, 3], ready to train on. "device": the decoded images,
+  {"canvas": uint8 [B_local, C, C, 3]}, each view's crop as Pillow's
+  resize coefficients (canvas.view_geometry) and its photometric
+  parameters (photometric.view_params), which the training step turns into
+  views on the accelerator (device_augmentations.two_views).
   """
   index, count = _processes(process_index, process_count)
   shard = sources.shard(config, config.dataset.pretrain_split, index, count)
@@ -200,8 +203,23 @@ def pretrain_batches(
   steps = pretrain_steps_per_epoch(config, process_count=count)
   recipe, size = _recipe(config), config.dataset.image_size
   ids = _global_ids(shard)
-  on_device = device_augmentations.resolve(
-      config.pretrain.augment_on) == "device"
+  order = _example_order(shard.size, batch, steps, start_step, config.seed)
+  if device_augmentations.resolve(config.pretrain.augment_on) == "device":
+    side = canvas.canvas_side(config, shard.info)
+    writers.console(canvas.describe(config, shard.info))
+
+    def on_canvas(epoch, i):
+      u = _draws((config.seed, _PRETRAIN), epoch, tf.gather(ids, i), [2])
+      image, _ = shard.read(i)
+      return (*canvas.on_canvas(image, side, recipe.interpolation,
+                                encoded=not shard.decoded), u)
+
+    def device_batch(images, original, fitted, u):
+      return dict(photometric.view_params(u, recipe), canvas=images,
+                  **canvas.view_geometry(u, original, fitted, recipe, size,
+                                         side))
+
+    return _batched(order, on_canvas, device_batch, batch)
 
   def per_example(epoch, i):
     u = _draws((config.seed, _PRETRAIN), epoch, tf.gather(ids, i), [2])
@@ -210,12 +228,9 @@ def pretrain_batches(
                                     encoded=not shard.decoded), u
 
   def per_batch(crops, u):
-    if on_device:
-      return dict(photometric.view_params(u, recipe), crops=crops)
     view_a, view_b = photometric.finish_views(crops, u, recipe)
     return {"view_a": view_a, "view_b": view_b}
 
-  order = _example_order(shard.size, batch, steps, start_step, config.seed)
   return _batched(order, per_example, per_batch, batch)
 
 

@@ -1,18 +1,20 @@
-"""The photometric half of the two-view augmentation, in JAX, on the device.
+"""The views made in the training step, in JAX, on the accelerator.
 
 With `config.pretrain.augment_on = "device"` (what "auto" picks on a GPU or
-TPU, resolve below) the input pipeline stops after
-the geometric half (uint8 crops) and ships each view's photometric
-parameters, drawn on the host by augmentations.photometric_params from the
-same keyed uniforms; the jitted training step turns them into views here, as
-DeepMind's BYOL does. An accelerator then needs from the host CPUs only the
-crops, not the per-pixel colour work, which they cannot keep up with.
+TPU, resolve below) the input pipeline only decodes each image onto a
+canvas and draws each view's crop (as Pillow's resize coefficients,
+canvas.py), flip and photometric parameters, from the same keyed uniforms
+as the host path; the jitted training step turns them into views here:
+crop + resize + flip (device_crops.py, Pillow-exact), rotation, then the
+photometric half, as DeepMind's BYOL does. An accelerator then needs from
+the host CPUs only the decoding, not the per-pixel work, which they cannot
+keep up with.
 
-The maths is augmentations.py's (torchvision's tensor definitions on
+The colour maths is photometric.py's (torchvision's tensor definitions on
 floats, clipping to [0, 1] after each op; not the official code's uint8 PIL
 arithmetic, see augmentations.py for the measured difference); tests check
-both against the same NumPy references and against each other on the same
-crops and parameters.
+both against the same NumPy references and the two paths' views against
+each other on the same examples.
 """
 
 from typing import Mapping, Sequence
@@ -22,6 +24,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from vicreg_haiku.data import augmentation_constants
+from vicreg_haiku.data import device_crops
 
 Params = Mapping[str, jax.Array]
 
@@ -176,15 +179,71 @@ def normalize(x: jax.Array, mean: Sequence[float],
   return (x - jnp.asarray(mean, jnp.float32)) / jnp.asarray(std, jnp.float32)
 
 
+def _bilinear_read(image: jax.Array, y: jax.Array, x: jax.Array
+                   ) -> jax.Array:
+  """image [H, W, C] at float coordinates y, x [H, W]: bilinear, zero
+  outside, with TensorFlow's ImageProjectiveTransformV3 arithmetic."""
+  height, width = image.shape[:2]
+
+  def read(row, col):
+    inside = (row >= 0) & (row < height) & (col >= 0) & (col < width)
+    value = image[jnp.clip(row, 0, height - 1).astype(jnp.int32),
+                  jnp.clip(col, 0, width - 1).astype(jnp.int32)]
+    return jnp.where(inside[..., None], value, 0.0)
+
+  y0, x0 = jnp.floor(y), jnp.floor(x)
+  y1, x1 = y0 + 1, x0 + 1
+  fx0, fx1 = (x1 - x)[..., None], (x - x0)[..., None]
+  top = fx0 * read(y0, x0) + fx1 * read(y0, x1)
+  bottom = fx0 * read(y1, x0) + fx1 * read(y1, x1)
+  return (y1 - y)[..., None] * top + (y - y0)[..., None] * bottom
+
+
+def rotate(images: jax.Array, degrees: jax.Array) -> jax.Array:
+  """[B, H, W, C] rotated about the centre by degrees [B], bilinear, zero
+  fill: augmentations.rotate (TensorFlow's projective transform) in JAX."""
+  height, width = images.shape[1:3]
+  angle = degrees * (jnp.pi / 180.0)
+  cos, sin = jnp.cos(angle), jnp.sin(angle)
+  x_offset = ((width - 1) - (cos * (width - 1) - sin * (height - 1))) / 2
+  y_offset = ((height - 1) - (sin * (width - 1) + cos * (height - 1))) / 2
+  rows, cols = jnp.meshgrid(jnp.arange(height, dtype=jnp.float32),
+                            jnp.arange(width, dtype=jnp.float32),
+                            indexing="ij")
+
+  def one(image, c, s, dx, dy):
+    return _bilinear_read(image, s * cols + c * rows + dy,
+                          c * cols - s * rows + dx)
+
+  return jax.vmap(one)(images, cos, sin, x_offset, y_offset)
+
+
+def _crops(batch: Mapping[str, jax.Array],
+           recipe: ml_collections.ConfigDict) -> jax.Array:
+  """The geometric half of both views: float32 [B, 2, S, S, 3] in [0, 1],
+  rounded to uint8 levels as the host path's crops (augmentations.crop_views).
+  """
+  crops = device_crops.two_crops(batch)
+  if not recipe.rotation_degrees:
+    return crops / 255.0
+  size = crops.shape[2]
+  degrees = augmentation_constants.between(
+      batch["rotation"], -recipe.rotation_degrees, recipe.rotation_degrees)
+  rotated = rotate(crops.reshape(-1, size, size, 3), degrees.reshape(-1))
+  rounded = jnp.floor(jnp.clip(rotated, 0.0, 255.0) + 0.5)
+  return rounded.reshape(crops.shape) / 255.0
+
+
 def two_views(batch: Mapping[str, jax.Array],
               recipe: ml_collections.ConfigDict
               ) -> tuple[jax.Array, jax.Array]:
-  """A device batch (uint8 "crops" [B, 2, S, S, 3] and the parameters of
-  augmentations.view_params, each [B, 2, ...]) -> (view a, view b), float32."""
-  crops = batch["crops"].astype(jnp.float32) / 255.0
+  """A device batch (the canvas and each view's resize coefficients, as
+  canvas.view_geometry, and the parameters of photometric.view_params, each
+  [B, 2, ...]) -> (view a, view b), float32, normalised."""
+  crops = _crops(batch, recipe)
   views = []
   for v in range(2):
     params = {name: value[:, v] for name, value in batch.items()
-              if name != "crops"}
+              if name not in device_crops.GEOMETRY}
     views.append(photometric(crops[:, v], params, recipe, v))
   return views[0], views[1]

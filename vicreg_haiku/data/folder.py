@@ -61,7 +61,8 @@ def open_split(key: shards.SourceKey, split: str) -> shards.Split:
   if not len(paths):
     raise shards.DataError(f"{description} holds no usable images")
   shape = shards.shape_of(heights, widths)
-  info = shards.SplitInfo(description, len(paths), class_names, shape)
+  info = shards.SplitInfo(description, len(paths), class_names, shape,
+                          shards.long_side_p95(heights, widths))
 
   def make_shard(index, count, examples=None):
     ids = (np.arange(len(paths)) if examples is None else examples)[

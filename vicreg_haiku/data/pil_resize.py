@@ -2,26 +2,13 @@
 
 import tensorflow as tf
 
+from vicreg_haiku.data import pil_filters
+
 
 # PIL's fixed point: coefficients in units of 2^-22 (PRECISION_BITS), split
 # into a high and a low part of 11 bits each (see _resample).
-_ONE = float(1 << 22)
+_ONE = pil_filters.ONE
 _HALF = float(1 << 11)
-
-
-def _kernel(name: str):
-  """PIL's resampling filters: (function of distance, support)."""
-  if name == "bicubic":
-    a = -0.5
-    def cubic(d):
-      d = tf.abs(d)
-      near = ((a + 2) * d - (a + 3)) * d * d + 1
-      far = (((d - 5) * d + 8) * d - 4) * a
-      return tf.where(d < 1, near, tf.where(d < 2, far, tf.zeros_like(d)))
-    return cubic
-  if name == "bilinear":
-    return lambda d: tf.maximum(tf.zeros_like(d), 1.0 - tf.abs(d))
-  raise ValueError(f"Unsupported interpolation {name!r}: bicubic or bilinear.")
 
 
 def _pil_weights(in_size, out_size, interpolation: str) -> tf.Tensor:
@@ -38,8 +25,9 @@ def _pil_weights(in_size, out_size, interpolation: str) -> tf.Tensor:
   centre = (tf.range(out_size, dtype=tf.float64)[:, None] + 0.5) * scale
   x = tf.range(in_size, dtype=tf.float64)[None, :]
   # Times the reciprocal, as PIL (inv_filterscale), for its exact doubles.
-  weights = _kernel(interpolation)((x + 0.5 - centre)
-                                   * (1.0 / tf.maximum(scale, 1.0)))
+  kernel, _ = pil_filters.FILTERS[interpolation]
+  weights = kernel((x + 0.5 - centre) * (1.0 / tf.maximum(scale, 1.0)),
+                   tf.where)
   weights /= tf.reduce_sum(weights, axis=1, keepdims=True)
   fixed = tf.sign(weights) * tf.floor(tf.abs(weights) * _ONE + 0.5)
   return fixed
@@ -55,7 +43,7 @@ def _tap_bounds(in_size: tf.Tensor, out_size: int, interpolation: str):
   one output pixel and not for its neighbour. One more tap either side
   covers float32's rounding of the centre (the weights there are 0).
   """
-  support = {"bicubic": 2.0, "bilinear": 1.0}[interpolation]
+  _, support = pil_filters.FILTERS[interpolation]
   scale = tf.cast(in_size, tf.float32) / tf.cast(out_size, tf.float32)
   support *= tf.maximum(scale, 1.0)
   centre = (tf.range(out_size, dtype=tf.float32) + 0.5) * scale
@@ -136,18 +124,6 @@ def _height_pass(x: tf.Tensor, height, interpolation: str) -> tf.Tensor:
   return tf.reshape(x, tf.stack([height, shape[1], 3]))
 
 
-def height_first(in_height, in_width, height, width):
-  """Whether Pillow (>= 13) resizes the height before the width.
-
-  Resample.c (python-pillow/Pillow#9549) runs the vertical pass first when
-  the height shrinks by more than twice as many pixels as the width does
-  (or the width does not shrink); the order changes the rounding between
-  the passes. Works on ints and on tensors alike.
-  """
-  return ((height < in_height)
-          & (in_height - height > 2 * (in_width - width)))
-
-
 def resize_pil(image: tf.Tensor, height, width,
                interpolation: str) -> tf.Tensor:
   """uint8 [h, w, 3] -> float32 [height, width, 3] of uint8 values: PIL's
@@ -159,6 +135,7 @@ def resize_pil(image: tf.Tensor, height, width,
   bit; tf.image.resize's ScaleAndTranslate is slower on a CPU and its
   weights differ from PIL's (bicubic: up to 5/255 at ~15% of the pixels).
   """
+  pil_filters.check_interpolation(interpolation)
   x = tf.cast(image, tf.float32)
   shape = tf.shape(image)
 
@@ -170,7 +147,7 @@ def resize_pil(image: tf.Tensor, height, width,
     return _width_pass(_height_pass(x, height, interpolation), width,
                        interpolation)
 
-  order = height_first(shape[0], shape[1], height, width)
+  order = pil_filters.height_first(shape[0], shape[1], height, width)
   static = tf.get_static_value(order)
   if static is None:
     x = tf.cond(order, height_then_width, width_then_height)

@@ -28,6 +28,9 @@ class SplitInfo:
   num_examples: int
   class_names: Optional[tuple[str, ...]]  # None: unlabelled
   image_shape: Optional[tuple[int, int]]  # (H, W) shared by every image
+  # The 95th percentile of the images' longer sides; None: unknown. The
+  # device path's canvas (canvas.canvas_side).
+  long_side_p95: Optional[int] = None
 
   @property
   def labelled(self) -> bool:
@@ -86,6 +89,10 @@ def shape_of(heights: np.ndarray, widths: np.ndarray
   return None
 
 
+def long_side_p95(heights: np.ndarray, widths: np.ndarray) -> int:
+  return int(np.percentile(np.maximum(heights, widths), 95, method="higher"))
+
+
 def contiguous_piece(examples: Optional[np.ndarray], n: int, index: int,
                       count: int) -> np.ndarray:
   """Process `index`'s piece of the examples (all n when None)."""
@@ -95,13 +102,25 @@ def contiguous_piece(examples: Optional[np.ndarray], n: int, index: int,
 
 
 def in_memory_read(images: np.ndarray, labels: np.ndarray) -> ReadFn:
-  """Reads from arrays held in host memory: uint8 images or encoded bytes."""
-  with tf.device("/cpu:0"):
-    # A variable, not a constant: STL10's 2.8 GB would pass the 2 GB limit
-    # of a graph's constants.
-    images = tf.Variable(images, trainable=False)
-  labels = tf.constant(labels, tf.int32)
-  return lambda i: (tf.gather(images, i), tf.gather(labels, i))
+  """Reads from arrays held in host memory, held once: uint8 images
+  [N, H, W, 3] or encoded bytes [N] (an object array).
+
+  tf.data reads an example at a time from the array (a py_function: a
+  view, copied to one example's tensor). Copied into a tf.Variable they
+  were held twice, and updating a variable in place copies it once more
+  (peak RSS 3.3x the decoded bytes, then 2.4x; now 1.03x,
+  benchmarks/input_pipeline.py, BENCHMARKS.md).
+  """
+  encoded = images.dtype == object
+  label_table = tf.constant(labels, tf.int32)
+
+  def read(i):
+    image = tf.py_function(lambda j: images[int(j)], [i],
+                           tf.string if encoded else tf.uint8)
+    image.set_shape([] if encoded else images.shape[1:])
+    return image, tf.gather(label_table, i)
+
+  return read
 
 
 def check_images(images: np.ndarray, where: str) -> None:
@@ -113,14 +132,7 @@ def check_images(images: np.ndarray, where: str) -> None:
 def decode_into_memory(read: ReadFn, n: int, shape: tuple[int, int]
                        ) -> ReadFn:
   """Reads and decodes n examples of one image shape, in parallel, into
-  one uint8 NumPy array in host memory; returns a read of it.
-
-  The decoded bytes are held once: tf.data reads an image at a time from
-  the array (a py_function: a view, copied to one image's tensor). Copied
-  into a tf.Variable they were held twice, and updating a variable in place
-  copies it once more (peak RSS 3.3x the decoded bytes, then 2.4x; now
-  1.03x, benchmarks/input_pipeline.py, BENCHMARKS.md).
-  """
+  one uint8 NumPy array in host memory; returns in_memory_read of it."""
   images = np.empty((n, *shape, 3), np.uint8)
   labels = np.empty((n,), np.int32)
 
@@ -137,11 +149,4 @@ def decode_into_memory(read: ReadFn, n: int, shape: tuple[int, int]
     end = offset + len(label_batch)
     images[offset:end], labels[offset:end] = image_batch, label_batch
     offset = end
-  label_table = tf.constant(labels, tf.int32)
-
-  def read_image(i):
-    image = tf.py_function(lambda j: images[int(j)], [i], tf.uint8)
-    image.set_shape([*shape, 3])
-    return image, tf.gather(label_table, i)
-
-  return read_image
+  return in_memory_read(images, labels)

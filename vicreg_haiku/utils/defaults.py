@@ -174,12 +174,16 @@ def base_config() -> config_dict.ConfigDict:
       # clip_grad_norm_), with either optimizer.
       clip_grad_norm=config_dict.placeholder(float),
       augmentation="vicreg",  # vicreg | seed: picks c.augmentations[name]
-      # Where the photometric half of the views (jitter, grayscale, blur,
-      # solarize) runs: "host" (tf.data) or "device" (in the jitted step, so
-      # accelerator hosts are not input-bound); "auto": device on a GPU or
-      # TPU, host on a CPU, and a resumed run keeps what its config.json
-      # records. The crop is always tf.data's.
+      # Where the views are made: "host" (all in tf.data) or "device" (the
+      # host decodes onto a canvas and draws; crop, resize, flip and colour
+      # run in the jitted step, Pillow-exact, so accelerator hosts are not
+      # input-bound); "auto": device on a GPU or TPU, host on a CPU, and a
+      # resumed run keeps what its config.json records.
       augment_on="auto",
+      # The device path's square canvas side in pixels; 0: by the split
+      # (its images' size, or the 95th percentile of their longer sides;
+      # 512 when unknown). Longer images are reduced on the host first.
+      canvas_size=0,
       # metrics.jsonl / TensorBoard cadence; None: about 100 points a run.
       log_every_steps=config_dict.placeholder(int),
       checkpoint_every_steps=1000,
