@@ -46,6 +46,32 @@ def _in_memory(arrays: tuple[jax.Array, ...], replicated: jax.Array
                       arrays)
 
 
+@jax.custom_vjp
+def cotangent_in_memory(x: jax.Array, replicated: jax.Array) -> jax.Array:
+  """`x` as is; on XLA:CPU its cotangent is computed into a buffer of its
+  own (`_in_memory`; `replicated` as there, it gets a zero gradient).
+
+  For a residual stream: its gradient is a chain of elementwise adds, one
+  term per layer behind it, which XLA:CPU otherwise fuses into each consumer
+  (the transposes before the weight-gradient dots), recomputing the whole
+  chain in every one: 39% of a depth-12 ViT's step (BENCHMARKS.md).
+  """
+  del replicated
+  return x
+
+
+def _cotangent_in_memory_fwd(x, replicated):
+  return x, replicated
+
+
+def _cotangent_in_memory_bwd(replicated, dx):
+  dx, = _in_memory((dx,), replicated)
+  return dx, jnp.zeros_like(replicated)
+
+
+cotangent_in_memory.defvjp(_cotangent_in_memory_fwd, _cotangent_in_memory_bwd)
+
+
 def _channel_sums(x: jax.Array) -> jax.Array:
   """Sums over every axis but the last (the channels) of float32 `x`.
 

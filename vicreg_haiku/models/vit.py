@@ -18,6 +18,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from vicreg_haiku.models import layers
+
 POOLS = ("token", "mean")
 _LINEAR_INIT = hk.initializers.RandomNormal(0.02)
 
@@ -182,6 +184,9 @@ class VisionTransformer(hk.Module):
                                                                grid)
     rates = np.linspace(0.0, self._drop_path, self._depth)
     for index in range(self._depth):
+      # Each block's input gradient in memory: else XLA:CPU recomputes the
+      # later blocks' share of it in each of its consumers.
+      x = layers.cotangent_in_memory(x, pos_embed)
       x = _Block(self._num_heads, float(rates[index]), f"block_{index}")(
           x, is_training)
     if self._pool == "token":
