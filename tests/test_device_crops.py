@@ -227,3 +227,19 @@ def test_rotation_on_device_is_tensorflows_within_a_level():
       images, degrees)), 0, 255) + 0.5)
   assert np.abs(got - want).max() <= 1
   assert (got == want).mean() > 0.999
+
+
+def test_device_batches_are_a_function_of_the_step(photo_folder):
+  """What resume relies on: the batch at step k (canvas, coefficients,
+  parameters) is the same whether the pipeline starts at 0 or at k, inside
+  an epoch and across its boundary; a new epoch draws new crops."""
+  config = _config(photo_folder, "device")
+  steps = datasets.pretrain_steps_per_epoch(config)
+  reference = list(zip(range(steps + 2), datasets.pretrain_batches(config)))
+  for k in (1, steps, steps + 1):
+    resumed = next(datasets.pretrain_batches(config, start_step=k))
+    assert resumed.keys() == reference[k][1].keys()
+    for key, value in resumed.items():
+      np.testing.assert_array_equal(value, reference[k][1][key])
+  assert not np.array_equal(reference[0][1]["rows"],
+                            reference[steps][1]["rows"])
