@@ -18,6 +18,7 @@ from the split's sizes, so by default at most ~5% of the images pay it,
 more only in folders of large photos: canvas_side).
 """
 
+import functools
 import math
 
 import ml_collections
@@ -109,46 +110,61 @@ def on_canvas(image: tf.Tensor, side: int, interpolation: str, *,
   return tf.ensure_shape(padded, [side, side, 3]), size, fitted
 
 
-def _axis_taps(start, extent, original, fitted, size: int,
-               interpolation: str, width: int):
-  """NumPy: one axis's pil_taps of every view: start, extent (the box on
-  the original image), original, fitted (the image's length, originally
-  and on the canvas), each [m].
+@functools.cache
+def _crop_table(side: int, size: int, interpolation: str
+                ) -> tuple[np.ndarray, np.ndarray]:
+  """pil_taps of a crop of every extent 1..side resized to `size`:
+  (first [side, size], fixed [side, size, K]), row e - 1 for extent e. A
+  crop's coefficients depend on its extent alone (its start only shifts
+  them), so the pipeline gathers them (a few MB for any canvas)."""
+  extents = np.arange(1, side + 1)
+  return pil_taps.taps(np.zeros_like(extents), extents, size, interpolation,
+                       pil_taps.num_taps(side, size, interpolation))
 
-  Where the image was reduced, its box is scaled to it and resized as
-  Pillow's Image.resize(box=...) does, with the box's float32 coordinates
-  (as Pillow parses them): the nearest to the original crop a reduced image
-  allows.
-  """
-  m = len(start)
-  first = np.zeros((m, size), np.int32)
-  fixed = np.zeros((m, size, width), np.int32)
-  exact = original == fitted
-  first[exact], fixed[exact] = pil_taps.taps(
-      start[exact], extent[exact], size, interpolation, width)
-  reduced = ~exact
-  if reduced.any():
-    scale = fitted[reduced] / original[reduced]
-    low = (start[reduced] * scale).astype(np.float32).astype(np.float64)
-    high = ((start[reduced] + extent[reduced]) * scale).astype(
-        np.float32).astype(np.float64)
-    first[reduced], fixed[reduced] = pil_taps.taps(
-        low, high - low, size, interpolation, width, limit=fitted[reduced])
+
+def _reduced_taps(start, extent, original, fitted, size: int,
+                  interpolation: str, width: int):
+  """NumPy, one axis of every view [m]: the box (start, extent) on the
+  original image scaled to the image as it lies on the canvas, resized as
+  Pillow's Image.resize(box=...) does, the box's coordinates in float32 (as
+  Pillow parses them): the nearest to the original crop that a reduced
+  image allows. Rows of images that were not reduced are left zero."""
+  first = np.zeros((len(start), size), np.int32)
+  fixed = np.zeros((len(start), size, width), np.int32)
+  reduced = original != fitted
+  scale = fitted[reduced] / original[reduced]
+  low = (start[reduced] * scale).astype(np.float32).astype(np.float64)
+  high = ((start[reduced] + extent[reduced]) * scale).astype(
+      np.float32).astype(np.float64)
+  first[reduced], fixed[reduced] = pil_taps.taps(
+      low, high - low, size, interpolation, width, limit=fitted[reduced])
   return first, fixed
 
 
-def _taps(top, h, left, w, original, fitted, flips, size: int, side: int,
-          interpolation: str):
-  """NumPy: each view's rows and columns (_axis_taps), a flipped view's
-  columns reversed (a horizontal flip after the resize)."""
-  width = pil_taps.num_taps(side, size, interpolation)
-  rows = _axis_taps(top, h, original[:, 0], fitted[:, 0], size,
-                    interpolation, width)
-  cols_first, cols = _axis_taps(left, w, original[:, 1], fitted[:, 1], size,
-                                interpolation, width)
-  cols_first = np.where(flips[..., None], cols_first[..., ::-1], cols_first)
-  cols = np.where(flips[..., None, None], cols[..., ::-1, :], cols)
-  return (*rows, cols_first, cols)
+def _axis_taps(start, extent, original, fitted, size: int, side: int,
+               interpolation: str) -> tuple[tf.Tensor, tf.Tensor]:
+  """One axis of every view, int32 [m] each -> (first [m, size], fixed
+  [m, size, K]): gathered from _crop_table, or, in a chunk holding a
+  reduced image, _reduced_taps for its rows."""
+  table_first, table_fixed = (tf.constant(x) for x in _crop_table(
+      side, size, interpolation))
+  row = tf.clip_by_value(extent, 1, side) - 1  # reduced rows: replaced
+  first = start[:, None] + tf.gather(table_first, row)
+  fixed = tf.gather(table_fixed, row)
+  reduced = original != fitted
+
+  def with_reduced():
+    box_first, box_fixed = tf.numpy_function(
+        lambda *args: _reduced_taps(*args, size, interpolation,
+                                    table_fixed.shape[-1]),
+        [start, extent, original, fitted], [tf.int32] * 2, stateful=False)
+    return (tf.where(reduced[:, None], box_first, first),
+            tf.where(reduced[:, None, None], box_fixed, fixed))
+
+  first, fixed = tf.cond(tf.reduce_any(reduced), with_reduced,
+                         lambda: (first, fixed))
+  return (tf.ensure_shape(first, [None, size]),
+          tf.ensure_shape(fixed, [None, size, table_fixed.shape[-1]]))
 
 
 def view_geometry(u: tf.Tensor, original: tf.Tensor, fitted: tf.Tensor,
@@ -158,32 +174,32 @@ def view_geometry(u: tf.Tensor, original: tf.Tensor, fitted: tf.Tensor,
   (h, w), int32 [n, 2] -> what device_crops.two_crops reads beside the
   canvas: "rows_first", "cols_first" int32 [n, 2, S], "rows", "cols" int32
   [n, 2, S, K], "height_first" bool [n, 2]; with a rotating recipe
-  "rotation": float32 [n, 2], the uniform its angle is drawn from."""
+  "rotation": float32 [n, 2], the uniform its angle is drawn from. A
+  flipped view's columns come in reverse order (a horizontal flip after
+  the resize)."""
   n = tf.shape(u)[0]
   flat_u = tf.reshape(u, [-1, augmentation_constants.NUM_UNIFORMS])
-
   # Each example's sizes once per view: [2n, 2].
   original, fitted = (tf.repeat(x, 2, axis=0) for x in (original, fitted))
   top, left, h, w = augmentations.crop_boxes(
       flat_u, original[:, 0], original[:, 1], recipe.crop_scale,
       recipe.crop_ratio)
+  rows = _axis_taps(top, h, original[:, 0], fitted[:, 0], size, side,
+                    recipe.interpolation)
+  cols = _axis_taps(left, w, original[:, 1], fitted[:, 1], size, side,
+                    recipe.interpolation)
   flips = augmentation_constants.take(flat_u, "flip")[:, 0] < recipe.flip_prob
-  outputs = tf.numpy_function(
-      lambda *args: _taps(*args, size, side, recipe.interpolation),
-      [top, h, left, w, original, fitted, flips], [tf.int32] * 4,
-      stateful=False)
-  views = tf.stack([n, 2])
-  taps = pil_taps.num_taps(side, size, recipe.interpolation)
-  rows_first, rows, cols_first, cols = (
-      tf.ensure_shape(tf.reshape(x, tf.concat([views, shape], 0)),
-                      [None, 2, *shape])
-      for x, shape in zip(outputs, ([size], [size, taps]) * 2))
+  cols = tuple(tf.where(tf.reshape(flips, [-1] + [1] * (x.shape.rank - 1)),
+                        tf.reverse(x, [1]), x) for x in cols)
+
+  def per_example(x):  # [2n, ...] -> [n, 2, ...]
+    return tf.reshape(x, tf.concat([[n, 2], tf.shape(x)[1:]], 0))
+
   geometry = {
-      "rows_first": rows_first, "rows": rows, "cols_first": cols_first,
-      "cols": cols,
-      "height_first": tf.reshape(pil_filters.height_first(h, w, size, size),
-                                 views)}
+      "rows_first": rows[0], "rows": rows[1], "cols_first": cols[0],
+      "cols": cols[1], "height_first": pil_filters.height_first(h, w, size,
+                                                                size)}
   if recipe.rotation_degrees:
-    geometry["rotation"] = tf.reshape(
-        augmentation_constants.take(flat_u, "rotation")[:, 0], views)
-  return geometry
+    geometry["rotation"] = augmentation_constants.take(flat_u,
+                                                       "rotation")[:, 0]
+  return {key: per_example(x) for key, x in geometry.items()}
