@@ -84,11 +84,13 @@ def largest_useful_side(config: ml_collections.ConfigDict) -> int:
              math.ceil(size / math.sqrt(recipe.crop_scale[0])))
 
 
-def on_canvas(image: tf.Tensor, side: int, interpolation: str, *,
-              encoded: bool) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+def fit_canvas(image: tf.Tensor, side: int, interpolation: str, *,
+               encoded: bool) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
   """One example (uint8 [H, W, 3] or its encoded bytes) -> (uint8
-  [side, side, 3], its (H, W), the (h, w) it has on the canvas: (H, W)
-  unless a side was longer than the canvas)."""
+  [h, w, 3] with h, w <= side, its (H, W), that (h, w): (H, W) unless a
+  side was longer than the canvas). Batched with padding to
+  [side, side, 3] (tf.data's padded_batch: one copy), the image in the
+  top-left corner."""
   if encoded:
     image, size = decoding.decode_at_least(image, side)
   else:
@@ -104,10 +106,7 @@ def on_canvas(image: tf.Tensor, side: int, interpolation: str, *,
     return tf.cast(resized, tf.uint8)
 
   image = tf.cond(longest > side, reduce, lambda: image)
-  fitted = tf.shape(image)[:2]
-  padded = tf.pad(image, [[0, side - fitted[0]], [0, side - fitted[1]],
-                          [0, 0]])
-  return tf.ensure_shape(padded, [side, side, 3]), size, fitted
+  return image, size, tf.shape(image)[:2]
 
 
 @functools.cache

@@ -174,7 +174,10 @@ def _batched(order: tf.data.Dataset, per_example, per_batch,
   ds = _parallel_map(order, per_example)
   ds = ds.batch(chunk, drop_remainder=True)
   ds = _parallel_map(ds, per_batch)
-  ds = ds.rebatch(batch, drop_remainder=True)
+  return _finished(ds.rebatch(batch, drop_remainder=True))
+
+
+def _finished(ds: tf.data.Dataset) -> Iterator[Batch]:
   return ds.prefetch(tf.data.AUTOTUNE).with_options(
       _options()).as_numpy_iterator()
 
@@ -208,18 +211,23 @@ def pretrain_batches(
     side = canvas.canvas_side(config, shard.info)
     writers.console(canvas.describe(config, shard.info))
 
-    def on_canvas(epoch, i):
+    def fit(epoch, i):
       u = _draws((config.seed, _PRETRAIN), epoch, tf.gather(ids, i), [2])
       image, _ = shard.read(i)
-      return (*canvas.on_canvas(image, side, recipe.interpolation,
-                                encoded=not shard.decoded), u)
+      return (*canvas.fit_canvas(image, side, recipe.interpolation,
+                                 encoded=not shard.decoded), u)
 
     def device_batch(images, original, fitted, u):
       return dict(photometric.view_params(u, recipe), canvas=images,
                   **canvas.view_geometry(u, original, fitted, recipe, size,
                                          side))
 
-    return _batched(order, on_canvas, device_batch, batch)
+    # Whole batches at once: the per-batch work is small, and each copy of
+    # the canvases (~200 MB a batch of 256 at 500 px) costs.
+    ds = _parallel_map(order, fit).padded_batch(
+        batch, padded_shapes=([side, side, 3], [2], [2], [2, None]),
+        drop_remainder=True)
+    return _finished(_parallel_map(ds, device_batch))
 
   def per_example(epoch, i):
     u = _draws((config.seed, _PRETRAIN), epoch, tf.gather(ids, i), [2])
