@@ -1,21 +1,23 @@
 """The host's half of augment_on=device: decoded images on a canvas, and
 each view's crop as Pillow's resize coefficients.
 
-Per example the host decodes the image (decoding.decode_rgb: PIL's pixels)
-and puts it in the top-left corner of a square uint8 canvas of a fixed side
-(static shapes for the accelerator); per chunk of examples it draws each
-view's crop box and flip exactly as the host path does
+Per example the host decodes the image (decoding: PIL's pixels); whole
+batches are padded onto a square uint8 canvas of a fixed side, each image
+in the top-left corner (static shapes for the accelerator). Per batch it
+draws each view's crop box and flip exactly as the host path does
 (augmentations.crop_boxes on the image's own size, from the same keyed
-uniforms) and turns them into banded coefficients (pil_taps.py). The
-accelerator resizes (device_crops.py), so the host never resamples.
+uniforms) and turns them into banded coefficients (pil_taps.py, gathered
+from a table per extent). The accelerator resizes (device_crops.py), so
+the host never resamples.
 
 An image with a side longer than the canvas is reduced on the host first
 (a JPEG over twice the canvas by libjpeg's DCT scaling while decoding, then
-Pillow's antialiased resize to fit) and its boxes scaled to it, rounded to
-whole pixels: those views are not Pillow's crop of the original but a crop
-of a reduced image (the documented price, BENCHMARKS.md; the canvas comes
-from the split's sizes, so by default at most ~5% of the images pay it,
-more only in folders of large photos: canvas_side).
+Pillow's antialiased resize to fit), and each box is resized from it as
+Pillow's Image.resize(box=...) would, the box scaled: those views are not
+Pillow's crop of the original but the nearest a reduced image allows (the
+documented price, BENCHMARKS.md; the canvas comes from the split's sizes,
+so by default at most ~5% of the images pay it, more only in folders of
+large photos: canvas_side).
 """
 
 import functools
@@ -143,7 +145,7 @@ def _reduced_taps(start, extent, original, fitted, size: int,
 def _axis_taps(start, extent, original, fitted, size: int, side: int,
                interpolation: str) -> tuple[tf.Tensor, tf.Tensor]:
   """One axis of every view, int32 [m] each -> (first [m, size], fixed
-  [m, size, K]): gathered from _crop_table, or, in a chunk holding a
+  [m, size, K]): gathered from _crop_table, or, in a batch holding a
   reduced image, _reduced_taps for its rows."""
   table_first, table_fixed = (tf.constant(x) for x in _crop_table(
       side, size, interpolation))
@@ -169,7 +171,7 @@ def _axis_taps(start, extent, original, fitted, size: int, side: int,
 def view_geometry(u: tf.Tensor, original: tf.Tensor, fitted: tf.Tensor,
                   recipe: Recipe, size: int, side: int
                   ) -> dict[str, tf.Tensor]:
-  """A chunk: u [n, 2, NUM_UNIFORMS], the images' (H, W) and on-canvas
+  """A batch: u [n, 2, NUM_UNIFORMS], the images' (H, W) and on-canvas
   (h, w), int32 [n, 2] -> what device_crops.two_crops reads beside the
   canvas: "rows_first", "cols_first" int32 [n, 2, S], "rows", "cols" int32
   [n, 2, S, K], "height_first" bool [n, 2]; with a rotating recipe
