@@ -192,23 +192,24 @@ def test_kill_then_sigterm_then_rerun_gives_the_uninterrupted_run(
   assert steps(workdir) == [4, 6]  # max_to_keep=2 pruned the older ones
 
 
-def test_a_run_on_the_device_path_killed_and_rerun_is_exact(reference,
-                                                           tmp_path):
+def test_a_run_on_the_device_path_killed_and_rerun_trains_as_the_host_path(
+    reference, tmp_path):
   """augment_on=device (crop, resize, rotation and colour in the step): a
-  run killed -9 at its first checkpoint and rerun ends with the
-  uninterrupted run's numbers, and trains as the host path does (the same
-  views to float32 rounding)."""
+  run killed -9 at its first checkpoint and rerun ends with the host
+  path's numbers, to float32 rounding (the same views to 2e-5; a resume
+  that replayed other batches would be off by far more). That the device
+  batch at step k does not depend on where the pipeline started is
+  test_device_crops' test."""
   device = "--config.pretrain.augment_on=device"
-  uninterrupted, workdir = str(tmp_path / "reference"), str(tmp_path / "run")
-  assert run_launch(uninterrupted, device) == 0
+  workdir = str(tmp_path / "run")
   proc = start_launch(workdir, device, stdout=subprocess.DEVNULL,
                       stderr=subprocess.DEVNULL)
   kill_at_first_checkpoint(proc, workdir, 400)
   assert run_launch(workdir, device) == 0
-  assert metrics(workdir) == metrics(uninterrupted)
-  np.testing.assert_allclose([m["loss"] for m in metrics(workdir)],
-                             [m["loss"] for m in metrics(reference)],
-                             rtol=1e-4)
+  ours, host = metrics(workdir), metrics(reference)
+  assert [m["step"] for m in ours] == [m["step"] for m in host]
+  np.testing.assert_allclose([m["loss"] for m in ours],
+                             [m["loss"] for m in host], rtol=1e-4)
 
 
 def test_a_corrupted_newest_checkpoint_falls_back_to_the_previous(
