@@ -177,11 +177,27 @@ def test_launch_refuses_a_bad_value_before_writing(tmp_path):
      "config.model.encoder='resnet18' is a ResNet: drop it (a ResNet takes "
      "model.stem, model.width)"),
 ])
-def test_a_setting_the_encoder_ignores_is_refused_from_the_command_line(
-    tmp_path, overrides, line):
-  result, workdir = _launch(tmp_path, *overrides)
+def test_a_setting_the_encoder_ignores_is_refused(overrides, line):
+  config = load_config("digits")
+  for override in overrides:
+    key, value = override.removeprefix("--config.").split("=")
+    section, field = key.split(".")
+    config[section][field] = int(value) if value.isdigit() else value
+  with pytest.raises(errors.ConfigError) as refused:
+    config_checks.refuse_ignored_overrides(
+        config, [o.removeprefix("--config.").split("=")[0] for o in overrides])
+  assert f"error: {refused.value}" == line
+
+
+def test_launch_refuses_a_setting_the_encoder_ignores_in_one_line(tmp_path):
+  """Through launch.py: one line, exit 1, nothing written."""
+  result, workdir = _launch(tmp_path, "--config.model.encoder=vit_tiny",
+                            "--config.model.width=12")
   assert result.returncode == 1
-  assert result.stderr.splitlines() == [line]
+  assert result.stderr.splitlines() == [
+      "error: --config.model.width=12 is a ResNet setting, and "
+      "config.model.encoder='vit_tiny' is a ViT: drop it (a ViT takes "
+      "model.patch_size, model.pool, model.drop_path, model.depth)"]
   assert not workdir.exists()
 
 

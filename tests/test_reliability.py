@@ -195,8 +195,8 @@ def test_kill_then_sigterm_then_rerun_gives_the_uninterrupted_run(
 def test_a_run_on_the_device_path_killed_and_rerun_trains_as_the_host_path(
     reference, tmp_path):
   """augment_on=device (crop, resize, rotation and colour in the step): a
-  run killed -9 at its first checkpoint and rerun ends with the host
-  path's numbers, to float32 rounding (the same views to 2e-5; a resume
+  run shows its first views (views.png), is killed -9 at its first
+  checkpoint, and rerun ends with the host path's numbers, to float32 rounding (the same views to 2e-5; a resume
   that replayed other batches would be off by far more). That the device
   batch at step k does not depend on where the pipeline started is
   test_device_crops' test."""
@@ -205,6 +205,7 @@ def test_a_run_on_the_device_path_killed_and_rerun_trains_as_the_host_path(
   proc = start_launch(workdir, device, stdout=subprocess.DEVNULL,
                       stderr=subprocess.DEVNULL)
   kill_at_first_checkpoint(proc, workdir, 400)
+  assert os.path.getsize(os.path.join(workdir, "pretrain", "views.png")) > 0
   assert run_launch(workdir, device) == 0
   ours, host = metrics(workdir), metrics(reference)
   assert [m["step"] for m in ours] == [m["step"] for m in host]

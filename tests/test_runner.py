@@ -137,18 +137,6 @@ def _pretrain_losses(workdir):
                      for r in map(json.loads, f)])
 
 
-def test_device_augmentation_trains_like_the_host_one(digits_run, tmp_path):
-  """augment_on="device" builds the same views inside the step: the same
-  losses as the tf.data run, up to float rounding."""
-  _, reference_dir, _ = digits_run
-  config = tiny(load_config("digits"), augment_on="device")
-  config.mode = "pretrain"
-  runner.run(config, str(tmp_path))
-  np.testing.assert_allclose(_pretrain_losses(str(tmp_path)),
-                             _pretrain_losses(reference_dir), rtol=1e-4)
-  assert os.path.getsize(tmp_path / "pretrain" / "views.png") > 0
-
-
 def test_reused_encoder_gives_the_trained_features(digits_run):
   config, workdir, _ = digits_run
   images = np.random.default_rng(0).normal(size=(5, 8, 8, 3)).astype(
