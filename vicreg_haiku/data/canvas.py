@@ -142,13 +142,13 @@ def _reduced_taps(start, extent, original, fitted, size: int,
   return first, fixed
 
 
-def _axis_taps(start, extent, original, fitted, size: int, side: int,
+def _axis_taps(start, extent, original, fitted, table, size: int,
                interpolation: str) -> tuple[tf.Tensor, tf.Tensor]:
   """One axis of every view, int32 [m] each -> (first [m, size], fixed
-  [m, size, K]): gathered from _crop_table, or, in a batch holding a
-  reduced image, _reduced_taps for its rows."""
-  table_first, table_fixed = (tf.constant(x) for x in _crop_table(
-      side, size, interpolation))
+  [m, size, K]): gathered from `table` (_crop_table's, as tensors), or, in
+  a batch holding a reduced image, _reduced_taps for its rows."""
+  table_first, table_fixed = table
+  side = table_first.shape[0]
   row = tf.clip_by_value(extent, 1, side) - 1  # reduced rows: replaced
   first = start[:, None] + tf.gather(table_first, row)
   fixed = tf.gather(table_fixed, row)
@@ -185,9 +185,12 @@ def view_geometry(u: tf.Tensor, original: tf.Tensor, fitted: tf.Tensor,
   top, left, h, w = augmentations.crop_boxes(
       flat_u, original[:, 0], original[:, 1], recipe.crop_scale,
       recipe.crop_ratio)
-  rows = _axis_taps(top, h, original[:, 0], fitted[:, 0], size, side,
+  # One copy of the table in the graph, for rows and columns alike.
+  table = tuple(tf.constant(x)
+                for x in _crop_table(side, size, recipe.interpolation))
+  rows = _axis_taps(top, h, original[:, 0], fitted[:, 0], table, size,
                     recipe.interpolation)
-  cols = _axis_taps(left, w, original[:, 1], fitted[:, 1], size, side,
+  cols = _axis_taps(left, w, original[:, 1], fitted[:, 1], table, size,
                     recipe.interpolation)
   flips = augmentation_constants.take(flat_u, "flip")[:, 0] < recipe.flip_prob
   cols = tuple(tf.where(tf.reshape(flips, [-1] + [1] * (x.shape.rank - 1)),
