@@ -19,21 +19,26 @@ from vicreg_haiku.data import class_filter
 from vicreg_haiku.data import sources
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-_TINY = ["--config.model.width=4", "--config.model.expander_dims=(32,32,32)",
+_TINY = ["--config.model.expander_dims=(32,32,32)",
          "--config.dataset.image_size=16", "--config.pretrain.batch_size=8",
          "--config.pretrain.max_steps=2", "--config.pretrain.log_every_steps=1",
          "--config.pretrain.rankme_examples=8", "--config.eval_batch_size=16",
          "--config.linear_probe.epochs=2", "--config.finetune.epochs=1",
          "--config.finetune.batch_size=8", "--config.supervised.epochs=1",
          "--config.supervised.batch_size=8"]
+_RESNET = ["--config.model.width=4"]
+# ViT-Tiny cut to 2 blocks, 4x4 patches of the 16 px images; drop-path on,
+# so the classifier phases draw it too.
+_VIT = ["--config.model.encoder=vit_tiny", "--config.model.depth=2",
+        "--config.model.patch_size=4", "--config.model.drop_path=0.1"]
 
 
-def _launch(workdir, *overrides):
+def _launch(workdir, *overrides, encoder=tuple(_RESNET)):
   return subprocess.run([
       sys.executable,
       os.path.join(ROOT, "launch.py"),
       f"--config={os.path.join(ROOT, 'configs', 'folder.py')}",
-      f"--workdir={workdir}", *_TINY, *overrides
+      f"--workdir={workdir}", *_TINY, *encoder, *overrides
   ],
                         capture_output=True,
                         text=True,
@@ -53,18 +58,22 @@ def photos(tmp_path_factory):
   return root
 
 
-def test_every_phase_on_a_folder_through_launch(photos, tmp_path):
+def test_every_phase_of_a_vit_on_a_folder_through_launch(photos, tmp_path):
+  """A new user's `--config.model.encoder=vit_small` on their folder, with a
+  tiny ViT: the whole study. (The ResNet's every phase is test_runner's.)"""
   result = _launch(tmp_path / "run", f"--config.dataset.folder={photos}",
                    "--config.mode=all",
                    "--config.dataset.pretrain_split=unlabelled+train",
                    "--config.dataset.train_split=train",
-                   "--config.dataset.test_split=test")
+                   "--config.dataset.test_split=test", encoder=_VIT)
   assert result.returncode == 0, result.stderr[-3000:]
   with open(tmp_path / "run" / "results.json") as f:
     results = json.load(f)
   assert {"pretrain_knn", "linear_probe", "random_init_probe",
           "raw_pixels_probe", "finetune", "supervised"} <= set(results)
   assert results["linear_probe"]["labels"] == 8
+  with open(tmp_path / "run" / "config.json") as f:
+    assert json.load(f)["model"]["encoder"] == "vit_tiny"
   # No TensorFlow C++ line reaches the user (launch_env): not at import,
   # nor oneDNN's uint8 notice at the first batch.
   assert not [line for line in result.stderr.splitlines()
