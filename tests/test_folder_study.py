@@ -26,14 +26,14 @@ _TINY = ["--config.model.expander_dims=(32,32,32)",
          "--config.linear_probe.epochs=2", "--config.finetune.epochs=1",
          "--config.finetune.batch_size=8", "--config.supervised.epochs=1",
          "--config.supervised.batch_size=8"]
-_RESNET = ["--config.model.width=4"]
+_RESNET = ("--config.model.width=4",)
 # ViT-Tiny cut to 2 blocks, 4x4 patches of the 16 px images; drop-path on,
 # so the classifier phases draw it too.
-_VIT = ["--config.model.encoder=vit_tiny", "--config.model.depth=2",
-        "--config.model.patch_size=4", "--config.model.drop_path=0.1"]
+_VIT = ("--config.model.encoder=vit_tiny", "--config.model.depth=2",
+        "--config.model.patch_size=4", "--config.model.drop_path=0.1")
 
 
-def _launch(workdir, *overrides, encoder=tuple(_RESNET)):
+def _launch(workdir, *overrides, encoder=_RESNET):
   return subprocess.run([
       sys.executable,
       os.path.join(ROOT, "launch.py"),
