@@ -25,6 +25,7 @@ import ml_collections
 
 from vicreg_haiku.data import augmentation_constants
 from vicreg_haiku.data import device_crops
+from vicreg_haiku.utils import compile_target
 
 Params = Mapping[str, jax.Array]
 
@@ -38,11 +39,11 @@ def resolve(augment_on: str, backend: str | None = None) -> str:
   "auto" is "device" on a GPU or TPU (whose hosts cannot keep up with the
   colour work per pixel) and "host" on a CPU (where XLA's CPU colour ops
   are slower than tf.data's and the step, not the pipeline, is the limit).
-  `backend`: jax.default_backend() unless given.
+  `backend`: the platform being compiled for (compile_target) unless given.
   """
   if augment_on != "auto":
     return augment_on
-  backend = backend or jax.default_backend()
+  backend = backend or compile_target.platform()
   return "host" if backend == "cpu" else "device"
 
 
