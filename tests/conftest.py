@@ -8,6 +8,9 @@ from vicreg_haiku import launch_env
 from vicreg_haiku import xla_flags
 
 xla_flags.set_defaults()  # the XLA flags launch.py runs with, before JAX starts
+# CI installs the tpu extra (for tests/test_plan.py): JAX would start libtpu
+# in every test process, as launch.py does not (launch_env.prepare).
+launch_env.skip_absent_tpu()
 
 import pytest  # pylint: disable=g-import-not-at-top,wrong-import-position
 

@@ -6,12 +6,14 @@ rerun (or the next phase compiling the same program) loads programs instead
 of recompiling them. Importing this module imports neither TF nor JAX.
 """
 
+import glob
+import importlib.util
 import os
 import re
 import sys
-import tempfile
 
 from vicreg_haiku import xla_flags
+from vicreg_haiku.utils import native_stderr
 
 # TF's C++ INFO lines after start-up ("Compiled cluster using XLA!" ...):
 # 1 drops INFO only, warnings and errors still print.
@@ -28,6 +30,8 @@ _CPU_FEATURES = "To enable the following instructions:"
 # fall back to Eigen on this CPU: grappler moves the crops' uint8 -> float32
 # cast after their transpose, so the first batch would print it.
 _UINT8_NOTICE = "oneDNN supports DT_UINT8 only on platforms with AVX-512"
+# PCI vendor id of Google's TPU chips (/sys/bus/pci/devices/*/vendor).
+_GOOGLE_PCI_VENDOR = "0x1ae0"
 # Bounded, so that JAX evicts least recently used programs and serialises
 # access with a file lock (concurrent runs share the directory safely).
 CACHE_MAX_BYTES = 2 << 30
@@ -63,25 +67,13 @@ def import_tensorflow_quietly() -> None:
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", _TF_LOG_LEVEL)
   if "tensorflow" in sys.modules:
     return
-  sys.stderr.flush()
-  saved = os.dup(2)
-  with tempfile.TemporaryFile() as capture:
-    os.dup2(capture.fileno(), 2)
-    try:
-      import tensorflow as tf  # pylint: disable=g-import-not-at-top
-      # TF only feeds the host; the accelerators belong to JAX. Set before
-      # TF's runtime starts, which the next line does.
-      tf.config.set_visible_devices([], "GPU")
-      # _UINT8_NOTICE fires once a process: here, where it is dropped.
-      tf.transpose(tf.zeros([1, 1, 1], tf.uint8), [1, 0, 2])
-    finally:
-      os.dup2(saved, 2)
-      os.close(saved)
-      capture.seek(0)
-      text = capture.read().decode(errors="replace")
-      sys.stderr.write("".join(line for line in text.splitlines(True)
-                               if not is_startup_info(line)))
-      sys.stderr.flush()
+  with native_stderr.dropping(is_startup_info):
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    # TF only feeds the host; the accelerators belong to JAX. Set before
+    # TF's runtime starts, which the next line does.
+    tf.config.set_visible_devices([], "GPU")
+    # _UINT8_NOTICE fires once a process: here, where it is dropped.
+    tf.transpose(tf.zeros([1, 1, 1], tf.uint8), [1, 0, 2])
 
 
 def enable_compilation_cache(cache_dir: str) -> None:
@@ -105,8 +97,35 @@ def enable_compilation_cache(cache_dir: str) -> None:
     jax.config.update(name, value)
 
 
+def _has_tpu() -> bool:
+  """Whether a TPU chip is attached: a PCI device of Google's vendor id (the
+  test JAX itself makes before suggesting libtpu)."""
+  return any(_read(path).strip() == _GOOGLE_PCI_VENDOR
+             for path in glob.glob("/sys/bus/pci/devices/*/vendor"))
+
+
+def _read(path: str) -> str:
+  try:
+    with open(path) as f:
+      return f.read()
+  except OSError:
+    return ""
+
+
+def skip_absent_tpu() -> None:
+  """JAX_PLATFORMS=cpu where libtpu is installed (the [tpu] extra, which
+  plans need) but the machine has no TPU and no NVIDIA GPU, unless the user
+  set JAX_PLATFORMS: JAX would otherwise start libtpu, which prints its
+  failure to find a TPU before JAX falls back to the CPU."""
+  if ("JAX_PLATFORMS" in os.environ or os.path.exists("/proc/driver/nvidia")
+      or importlib.util.find_spec("libtpu") is None or _has_tpu()):
+    return
+  os.environ["JAX_PLATFORMS"] = "cpu"
+
+
 def prepare(cache_dir: str | None = None) -> None:
   """Everything above, in order; cache_dir None: default_cache_dir()."""
+  skip_absent_tpu()
   import_tensorflow_quietly()
   xla_flags.set_defaults()  # before JAX starts its backend
   enable_compilation_cache(default_cache_dir() if cache_dir is None
