@@ -15,10 +15,10 @@ measured in the same run, the peak device memory (where the backend reports
 it), XLA's own memory plan and the peak RSS of this process.
 
 TensorFlow is never imported (the output says whether it was), in either
-mode: with --augment_on device the photometric parameters are drawn in NumPy
-(photometric_draws, the distributions of the tf.data pipeline's), the crop
-boxes' Pillow coefficients too (pil_taps), and the step turns them and
-375 x 500 images on a --canvas into views, as in training; the CROPS line
+mode: with --augment_on device the batch is data/example_batches.py's (the
+photometric parameters drawn in NumPy with the tf.data pipeline's
+distributions, the crop boxes' Pillow coefficients too), and the step turns
+them and 375 x 500 images on a --canvas into views, as in training; the CROPS line
 gives the crop + resize's own time and FLOPs beside the step's. So the process
 holds the step alone, as the PyTorch reference's does (a training run adds
 ~0.5 GiB for tf.data), and it runs on accelerator images without TF.
@@ -51,9 +51,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from vicreg_haiku.data import device_crops
-from vicreg_haiku.data import photometric_draws
-from vicreg_haiku.data import pil_filters
-from vicreg_haiku.data import pil_taps
+from vicreg_haiku.data import example_batches
 from vicreg_haiku.models import precision
 from vicreg_haiku.models import transforms
 from vicreg_haiku.training import host_memory
@@ -86,47 +84,6 @@ def _timed(fn) -> float:
   start = time.perf_counter()
   fn()
   return time.perf_counter() - start
-
-
-def _boxes(rng: np.random.Generator, n: int, height: int, width: int):
-  """RandomResizedCrop-like boxes (scale 0.08-1, ratio 3/4-4/3) in an
-  image of height x width: (top, left, h, w), each [n]."""
-  area = height * width * rng.uniform(0.08, 1.0, n)
-  ratio = np.exp(rng.uniform(np.log(3 / 4), np.log(4 / 3), n))
-  h = np.clip(np.round(np.sqrt(area / ratio)), 1, height).astype(int)
-  w = np.clip(np.round(np.sqrt(area * ratio)), 1, width).astype(int)
-  return rng.integers(0, height - h + 1), rng.integers(0, width - w + 1), h, w
-
-
-def fake_batch(config, batch: int, image: tuple[int, int] = (375, 500),
-               seed: int = 0) -> dict[str, np.ndarray]:
-  """Random inputs of the shapes and dtypes pretrain_batches yields.
-
-  "host": the two float32 views. "device": images of `image` (H, W) on a
-  canvas of config.pretrain.canvas_size, each view's crop box as Pillow's
-  coefficients (pil_taps) and its photometric parameters, drawn as the
-  tf.data pipeline draws them (but in NumPy, photometric_draws), which the
-  step turns into views.
-  """
-  rng = np.random.default_rng(seed)
-  size = config.dataset.image_size
-  if config.pretrain.augment_on == "host":
-    return {k: rng.normal(size=(batch, size, size, 3)).astype(np.float32)
-            for k in ("view_a", "view_b")}
-  recipe = config.augmentations[config.pretrain.augmentation]
-  u = photometric_draws.draw_uniforms(rng, (batch, 2))
-  side = config.pretrain.canvas_size
-  canvas = np.zeros((batch, side, side, 3), np.uint8)
-  canvas[:, :image[0], :image[1]] = rng.integers(0, 256, (*image, 3))
-  top, left, h, w = (x.reshape(batch, 2) for x in _boxes(rng, 2 * batch,
-                                                         *image))
-  taps = pil_taps.num_taps(side, size, recipe.interpolation)
-  rows = pil_taps.taps(top, h, size, recipe.interpolation, taps)
-  cols = pil_taps.taps(left, w, size, recipe.interpolation, taps)
-  return dict(photometric_draws.view_params(u, recipe), canvas=canvas,
-              rows_first=rows[0], rows=rows[1], cols_first=cols[0],
-              cols=cols[1],
-              height_first=pil_filters.height_first(h, w, size, size))
 
 
 def time_crops(batch, warmup: int, steps: int) -> dict:
@@ -238,7 +195,7 @@ def measure(args) -> dict:
   state = parallel.replicate(
       pretrain_step.init_state(config, model, optimizer), mesh)
   initial = jax.device_get(state) if args.loop_steps else None
-  local_batch = fake_batch(config, args.batch)
+  local_batch = example_batches.pretrain_batch(config, args.batch)
   batch = parallel.global_batch(local_batch, mesh)
   step = pretrain_step.jit_step(config, model, optimizer, schedule, mesh)
   start = time.perf_counter()

@@ -3,22 +3,18 @@ benchmark feeds the device path, against the tf.data pipeline's
 (augmentations.draw + augmentations.view_params): bit for bit on the same
 uniforms, and in distribution as the benchmark draws them."""
 
-import importlib.util
-import os
-
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from vicreg_haiku.data import augmentations
 from vicreg_haiku.data import device_crops
+from vicreg_haiku.data import example_batches
 from vicreg_haiku.data import photometric
 from vicreg_haiku.data import photometric_draws
 from vicreg_haiku.utils import defaults
 
 _RECIPES = pytest.mark.parametrize("name", ["vicreg", "seed"])
-_BENCHMARK = os.path.join(os.path.dirname(__file__), os.pardir, "benchmarks",
-                          "train_step.py")
 
 
 def _recipe(name):
@@ -52,16 +48,14 @@ def test_same_uniforms_give_the_same_parameters(name):
 
 
 def _benchmark_params(name: str, batch: int) -> dict[str, np.ndarray]:
-  """What benchmarks/train_step.py feeds the step with augment_on device."""
-  spec = importlib.util.spec_from_file_location("train_step", _BENCHMARK)
-  train_step = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(train_step)
+  """What the step benchmark and the TPU plan feed the step with augment_on
+  device (example_batches)."""
   config = defaults.base_config()
   config.dataset.image_size = 4
   config.pretrain.augment_on = "device"
   config.pretrain.augmentation = name
   config.pretrain.canvas_size = 5
-  params = train_step.fake_batch(config, batch, image=(3, 5))
+  params = example_batches.pretrain_batch(config, batch, image=(3, 5))
   assert params["canvas"].shape == (batch, 5, 5, 3)
   assert params["rows"].shape[:3] == (batch, 2, 4)
   return {k: v for k, v in params.items()
