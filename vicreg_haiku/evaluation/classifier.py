@@ -114,16 +114,19 @@ def rates(config: ml_collections.ConfigDict, phase: str
 
 
 def make_optimizer(config: ml_collections.ConfigDict, phase: str,
-                   phase_rates: Mapping[str, jax.typing.ArrayLike]
+                   phase_rates: Mapping[str, jax.typing.ArrayLike], *,
+                   total_steps: int | None = None
                    ) -> optax.GradientTransformation:
   """SGD + momentum (or AdamW: optimizers.optimizer_name), cosine to 0, one
   learning rate for the encoder and one for the head; weight decay on
   weights only (not biases, not norms; AdamW nor on pos_embed, cls_token).
 
   phase_rates: rates(config, phase), or the same traced inside the step.
+  total_steps: the cosine's length; None: the phase's (steps(), which reads
+  the size of the labelled set; a plan, which reads no data, gives one).
   """
   settings = config[phase]
-  _, total = steps(config, phase)
+  total = steps(config, phase)[1] if total_steps is None else total_steps
 
   def group(lr):
     if optimizers.optimizer_name(config, phase) == "adamw":
@@ -186,6 +189,17 @@ def make_step(model, optimizer_for: Callable[[Mapping[str, jax.Array]],
   return step
 
 
+def jit_step(config: ml_collections.ConfigDict, phase: str, model,
+             optimizer_for: Callable[[Mapping[str, jax.Array]],
+                                     optax.GradientTransformation]):
+  """make_step jitted as the phase runs it, the state donated:
+  step(state, batch, phase_rates)."""
+  return jax.jit(make_step(model, optimizer_for,
+                           functools.partial(transforms.step_key, config,
+                                             phase)),
+                 donate_argnums=0)
+
+
 def run(config: ml_collections.ConfigDict, workdir: str, phase: str, mesh,
         imported: transforms.Weights | None = None) -> dict[str, dict]:
   """Trains and tests `phase`; the fine-tune starts from the workdir's
@@ -199,11 +213,8 @@ def run(config: ml_collections.ConfigDict, workdir: str, phase: str, mesh,
   optimizer_for = functools.partial(make_optimizer, config, phase)
   phase_rates = rates(config, phase)
   _, total = steps(config, phase)
-  step_fn = functools.partial(
-      jax.jit(make_step(model, optimizer_for,
-                        functools.partial(transforms.step_key, config, phase)),
-              donate_argnums=0),
-      phase_rates=phase_rates)
+  step_fn = functools.partial(jit_step(config, phase, model, optimizer_for),
+                              phase_rates=phase_rates)
 
   def batches(start_step):
     return datasets.labelled_batches(

@@ -85,11 +85,13 @@ def epoch_cosine(base_lr: float, steps_per_epoch: int, epochs: int
   return schedule
 
 
-def make_optimizer(config: ml_collections.ConfigDict
+def make_optimizer(config: ml_collections.ConfigDict, *,
+                   steps_per_epoch: int | None = None
                    ) -> tuple[optax.GradientTransformation, optax.Schedule]:
-  """(SGD as evaluate.py's, its learning-rate schedule)."""
+  """(SGD as evaluate.py's, its learning-rate schedule); steps_per_epoch
+  None: the train split's (steps(), which reads its size)."""
   official = config.linear_probe.official
-  per_epoch, _ = steps(config)
+  per_epoch = steps(config)[0] if steps_per_epoch is None else steps_per_epoch
   schedule = epoch_cosine(official.learning_rate, per_epoch,
                           config.linear_probe.epochs)
   # torch's SGD adds weight_decay * p to the gradient before the momentum.
