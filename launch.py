@@ -11,7 +11,9 @@ resumes. Compiled programs are kept in --compilation_cache_dir for reruns.
 """
 
 import importlib.util
+import os
 import re
+import shlex
 import sys
 
 from absl import app
@@ -30,6 +32,8 @@ _CACHE_DIR = flags.DEFINE_string(
     "~/.cache/vicreg_haiku/jax; '' turns it off.")
 flags.mark_flags_as_required(["config", "workdir"])
 
+# sysexits.h's EX_TEMPFAIL: a temporary failure, the same command may succeed.
+_HOST_LOST_EXIT = 75
 _OVERRIDE = re.compile(r"^--?(?:no)?config\.([^=]+)")
 _CONFIG_FILE = re.compile(r"^--?config(?:=(.*))?$")
 
@@ -108,6 +112,17 @@ def _exit_with(message: str) -> None:
   sys.exit(1)
 
 
+def _exit_host_lost(lost: Exception) -> None:
+  """One line naming the command to rerun, then out at once: Python's
+  teardown would run JAX's distributed shutdown, whose barrier waits for the
+  lost process until the heartbeat timeout and then aborts the process."""
+  command = shlex.join(["python", *sys.argv])
+  print(f"error: {lost}; to resume, run on every process (with its JAX_* "
+        f"variables as before): {command}", file=sys.stderr, flush=True)
+  sys.stdout.flush()
+  os._exit(_HOST_LOST_EXIT)
+
+
 def main(argv):
   del argv  # parse_flags refused any
   if not flags.FLAGS["verbosity"].present:
@@ -125,6 +140,8 @@ def main(argv):
     runner.run(_CONFIG.value, _WORKDIR.value)
   except user_errors.Preempted as stop:
     logging.warning("%s", stop)
+  except user_errors.HostLost as lost:
+    _exit_host_lost(lost)
   except user_errors.USER_ERRORS as error:
     print(f"error: {error}", file=sys.stderr)
     sys.exit(1)

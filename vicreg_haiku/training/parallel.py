@@ -7,6 +7,7 @@ global batch: XLA adds the collectives.
 """
 
 import os
+import re
 
 import jax
 import numpy as np
@@ -14,6 +15,15 @@ from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 DATA_AXIS = "data"
+# The status codes of a cross-process collective that lost its peer (gloo on
+# CPUs: a ValueError "UNKNOWN: Gloo all-reduce failed: ... Connection reset
+# by peer"; a step's collective: a JaxRuntimeError) or of the coordination
+# service. A process's own failures (RESOURCE_EXHAUSTED, INVALID_ARGUMENT)
+# are not among them: that process reports them itself.
+_LOST_PEER_STATUS = re.compile(
+    r"^(UNKNOWN|INTERNAL|UNAVAILABLE|ABORTED|DEADLINE_EXCEEDED|CANCELLED): ")
+# How the coordination service names a task it lost.
+_LOST_TASK = re.compile(r"Task (\d+) heartbeat timeout")
 
 
 def maybe_initialize_distributed(requested: bool) -> None:
@@ -30,6 +40,25 @@ def maybe_initialize_distributed(requested: bool) -> None:
         ("num_processes", "JAX_NUM_PROCESSES"),
         ("process_id", "JAX_PROCESS_ID")) if os.environ.get(name)}
     jax.distributed.initialize(**env)
+
+
+def lost_peer(error: BaseException) -> bool:
+  """Whether `error` says that a collective or the coordination service lost
+  another process of a multi-process job."""
+  return (jax.process_count() > 1
+          and isinstance(error, (jax.errors.JaxRuntimeError, ValueError))
+          and bool(_LOST_PEER_STATUS.match(str(error))))
+
+
+def lost_process(error: BaseException) -> int | None:
+  """The process `error` names as lost; of two, the other one (a collective's
+  error names a peer's address, not its process)."""
+  named = _LOST_TASK.search(str(error))
+  if named:
+    return int(named.group(1))
+  if jax.process_count() == 2:
+    return 1 - jax.process_index()
+  return None
 
 
 def make_mesh() -> Mesh:
