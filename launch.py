@@ -112,7 +112,7 @@ def _exit_with(message: str) -> None:
   sys.exit(1)
 
 
-def _exit_host_lost(lost: Exception) -> None:
+def _exit_host_lost(lost: str) -> None:
   """One line naming the command to rerun, then out at once: Python's
   teardown would run JAX's distributed shutdown, whose barrier waits for the
   lost process until the heartbeat timeout and then aborts the process."""
@@ -133,6 +133,7 @@ def main(argv):
   from vicreg_haiku import config_checks  # pylint: disable=g-import-not-at-top
   from vicreg_haiku import user_errors  # pylint: disable=g-import-not-at-top
   from vicreg_haiku import runner  # pylint: disable=g-import-not-at-top
+  from vicreg_haiku.training import parallel  # pylint: disable=g-import-not-at-top
   try:
     # Only the flags say what the user set, as against the config file.
     config_checks.refuse_ignored_overrides(
@@ -141,10 +142,17 @@ def main(argv):
   except user_errors.Preempted as stop:
     logging.warning("%s", stop)
   except user_errors.HostLost as lost:
-    _exit_host_lost(lost)
+    _exit_host_lost(str(lost))
   except user_errors.USER_ERRORS as error:
     print(f"error: {error}", file=sys.stderr)
     sys.exit(1)
+  except Exception as error:  # pylint: disable=broad-except
+    # Lost outside a phase's training loop (features, the last kNN): every
+    # finished phase is in results.json, the others resume from checkpoints.
+    if not parallel.lost_peer(error):
+      raise
+    _exit_host_lost(f"{parallel.lost_peer_text(error)}; the unfinished "
+                    "phases resume from their newest checkpoints")
 
 
 if __name__ == "__main__":

@@ -155,13 +155,10 @@ def run(
 
 
 def _host_lost(loop: LoopConfig, mngr, error: Exception) -> HostLost:
-  process = parallel.lost_process(error)
   step = checkpointing.newest_on_disk(mngr)
   resumes = ("no complete checkpoint yet, the phase starts again"
              if step is None else f"its last complete checkpoint is step {step}")
-  return HostLost(
-      f"{loop.phase}: lost process {'?' if process is None else process} of "
-      f"{jax.process_count()} ({str(error).splitlines()[0]}); {resumes}")
+  return HostLost(f"{loop.phase}: {parallel.lost_peer_text(error)}; {resumes}")
 
 
 def _check_finite(loop: LoopConfig, mngr, step: int,

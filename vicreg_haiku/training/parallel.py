@@ -45,20 +45,26 @@ def maybe_initialize_distributed(requested: bool) -> None:
 def lost_peer(error: BaseException) -> bool:
   """Whether `error` says that a collective or the coordination service lost
   another process of a multi-process job."""
-  return (jax.process_count() > 1
-          and isinstance(error, (jax.errors.JaxRuntimeError, ValueError))
-          and bool(_LOST_PEER_STATUS.match(str(error))))
+  # Cheap checks first, and none that would start a backend: this also sees
+  # errors raised before JAX started.
+  return (isinstance(error, (jax.errors.JaxRuntimeError, ValueError))
+          and bool(_LOST_PEER_STATUS.match(str(error)))
+          and jax.distributed.is_initialized() and jax.process_count() > 1)
 
 
-def lost_process(error: BaseException) -> int | None:
-  """The process `error` names as lost; of two, the other one (a collective's
-  error names a peer's address, not its process)."""
+def lost_peer_text(error: BaseException) -> str:
+  """'lost process P of N (cause)': P as the error names it, or of two
+  processes the other one (a collective's error names a peer's address, not
+  its process), else '?'."""
   named = _LOST_TASK.search(str(error))
   if named:
-    return int(named.group(1))
-  if jax.process_count() == 2:
-    return 1 - jax.process_index()
-  return None
+    process = named.group(1)
+  elif jax.process_count() == 2:
+    process = str(1 - jax.process_index())
+  else:
+    process = "?"
+  return (f"lost process {process} of {jax.process_count()} "
+          f"({str(error).splitlines()[0]})")
 
 
 def make_mesh() -> Mesh:
