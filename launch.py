@@ -7,7 +7,9 @@
 Any config field can be overridden with --config.KEY=VALUE; an unknown key,
 a value of the wrong type or any other flag mistake is one line on stderr
 and exit code 1, before anything is written. Rerunning the same command
-resumes. Compiled programs are kept in --compilation_cache_dir for reruns.
+resumes. In a multi-process job, the loss of a process is one line on the
+others (the command to rerun on every process) and exit code 75. Compiled
+programs are kept in --compilation_cache_dir for reruns.
 """
 
 import importlib.util
