@@ -13,7 +13,10 @@ import subprocess
 import sys
 import time
 
+import jax
 import numpy as np
+
+from vicreg_haiku.training import parallel
 
 from test_multihost import _env, _free_port
 
@@ -118,3 +121,39 @@ def test_a_lost_process_is_one_line_and_the_rerun_resumes(tmp_path):
     for key in COMPARED:
       np.testing.assert_allclose(after[key], before[key], rtol=1e-5,
                                  err_msg=f"step {before['step']}: {key}")
+
+
+GLOO = ValueError("UNKNOWN: Gloo all-reduce failed: [external/gloo/gloo/"
+                  "transport/tcp/pair.cc:538] Read error [10.0.0.3]:21898: "
+                  "Connection reset by peer")
+
+
+def test_the_lost_process_is_named_when_known(monkeypatch):
+  """By the coordination service's message; of two processes, the other; of
+  more, a collective's error says only a peer's address."""
+  monkeypatch.setattr(jax, "process_count", lambda: 4)
+  barrier = jax.errors.JaxRuntimeError(
+      "INTERNAL: Barrier failed because: task is set to ERROR: UNAVAILABLE: "
+      "Task 3 heartbeat timeout. This indicates that the remote task has "
+      "failed\nmore")
+  assert parallel.lost_peer_text(barrier) == (
+      "lost process 3 of 4 (INTERNAL: Barrier failed because: task is set to "
+      "ERROR: UNAVAILABLE: Task 3 heartbeat timeout. This indicates that the "
+      "remote task has failed)")
+  assert parallel.lost_peer_text(GLOO).startswith(
+      "lost one of the 4 processes (UNKNOWN: Gloo all-reduce failed: ")
+  monkeypatch.setattr(jax, "process_count", lambda: 2)
+  monkeypatch.setattr(jax, "process_index", lambda: 1)
+  assert parallel.lost_peer_text(GLOO).startswith("lost process 0 of 2 (")
+
+
+def test_a_lost_peer_is_a_failed_collective_in_a_job(monkeypatch):
+  """Not a process's own failure, nor any error outside a job (those keep
+  their traceback)."""
+  assert not parallel.lost_peer(GLOO)  # no job here
+  monkeypatch.setattr(jax.distributed, "is_initialized", lambda: True)
+  monkeypatch.setattr(jax, "process_count", lambda: 2)
+  assert parallel.lost_peer(GLOO)
+  assert not parallel.lost_peer(
+      jax.errors.JaxRuntimeError("RESOURCE_EXHAUSTED: out of memory"))
+  assert not parallel.lost_peer(ValueError("a bad value"))

@@ -55,16 +55,16 @@ def lost_peer(error: BaseException) -> bool:
 def lost_peer_text(error: BaseException) -> str:
   """'lost process P of N (cause)': P as the error names it, or of two
   processes the other one (a collective's error names a peer's address, not
-  its process), else '?'."""
+  its process)."""
   named = _LOST_TASK.search(str(error))
+  count = jax.process_count()
   if named:
-    process = named.group(1)
-  elif jax.process_count() == 2:
-    process = str(1 - jax.process_index())
+    lost = f"process {named.group(1)} of {count}"
+  elif count == 2:
+    lost = f"process {1 - jax.process_index()} of 2"
   else:
-    process = "?"
-  return (f"lost process {process} of {jax.process_count()} "
-          f"({str(error).splitlines()[0]})")
+    lost = f"one of the {count} processes"
+  return f"lost {lost} ({str(error).splitlines()[0]})"
 
 
 def make_mesh() -> Mesh:
