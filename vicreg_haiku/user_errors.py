@@ -6,9 +6,9 @@ from vicreg_haiku.evaluation.embeddings import OutputError
 from vicreg_haiku.evaluation.pretrained import MissingEncoderError
 from vicreg_haiku.models.torch_weights import WeightsError
 from vicreg_haiku.training.checkpointing import CheckpointError
-from vicreg_haiku.training.loop import NonFiniteError, Preempted
+from vicreg_haiku.training.loop import HostLost, NonFiniteError, Preempted
 from vicreg_haiku.utils.errors import ConfigError
 
 USER_ERRORS = (CheckpointError, ConfigError, DataError, MissingEncoderError,
                NonFiniteError, OutputError, WeightsError)
-__all__ = ["USER_ERRORS", "Preempted"]
+__all__ = ["USER_ERRORS", "HostLost", "Preempted"]

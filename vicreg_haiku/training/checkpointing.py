@@ -31,6 +31,13 @@ def save(mngr: ocp.CheckpointManager, step: int, state: Any) -> None:
   mngr.save(step, args=ocp.args.StandardSave(state), force=True)
 
 
+def newest_on_disk(mngr: ocp.CheckpointManager) -> int | None:
+  """The newest step whose checkpoint is complete on disk, read without a
+  collective (safe after the job lost a process); mngr.latest_step() would
+  also count a save still being written."""
+  return max(ocp.utils.checkpoint_steps(mngr.directory), default=None)
+
+
 def _short(error: Exception, limit: int = 300) -> str:
   text = f"{type(error).__name__}: {error}"
   return text if len(text) <= limit else text[:limit] + " ..."

@@ -36,6 +36,12 @@ class Preempted(Exception):
   """SIGTERM arrived; a checkpoint of the current step was saved."""
 
 
+class HostLost(Exception):
+  """Another process of a multi-process job died (or its host did) mid-phase:
+  this one's collectives fail. Its message is one line: the lost process,
+  the newest complete checkpoint and the cause."""
+
+
 def cadence(every: int | None, total_steps: int, points: int) -> int:
   """`every`, or for None the cadence giving about `points` points (at
   least `points` when the run has that many steps) over `total_steps`."""
@@ -114,7 +120,9 @@ def run(
   `on_log(step, state)` adds metrics (kNN, RankMe, ...) at log steps;
   `on_metrics(step, scalars)` then sees them (the collapse watch).
   Pending checkpoint writes finish whatever ends the run (an error included),
-  so the newest checkpoint on disk is always a complete one.
+  so the newest checkpoint on disk is always a complete one; but when another
+  process of the job is lost (HostLost), nothing more is written: a pending
+  save stays a temporary directory, which orbax removes on the rerun.
   """
   mngr, state = restore_or_init(loop, initial, mesh)
   start = int(jax.device_get(state.step))
@@ -129,12 +137,28 @@ def run(
   with _SigtermFlag() as sigterm:
     if start:
       writers.console(f"{loop.phase}: resuming from step {start}")
+    lost = None
     try:
       return _train(loop, mngr, state, start, step_fn, batches, mesh, on_log,
                     on_metrics, writer, sigterm)
+    except Exception as error:  # pylint: disable=broad-except
+      if not parallel.lost_peer(error):
+        raise
+      lost = error
     finally:
-      mngr.wait_until_finished()
-      writer.close()
+      # Not after a lost process: a pending save's barrier would wait for it
+      # until JAX's heartbeat timeout aborts this process.
+      if lost is None:
+        mngr.wait_until_finished()
+        writer.close()
+  raise _host_lost(loop, mngr, lost)
+
+
+def _host_lost(loop: LoopConfig, mngr, error: Exception) -> HostLost:
+  step = checkpointing.newest_on_disk(mngr)
+  resumes = ("no complete checkpoint yet, the phase starts again"
+             if step is None else f"its last complete checkpoint is step {step}")
+  return HostLost(f"{loop.phase}: {parallel.lost_peer_text(error)}; {resumes}")
 
 
 def _check_finite(loop: LoopConfig, mngr, step: int,

@@ -7,6 +7,7 @@ global batch: XLA adds the collectives.
 """
 
 import os
+import re
 
 import jax
 import numpy as np
@@ -14,6 +15,15 @@ from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 DATA_AXIS = "data"
+# The status codes of a cross-process collective that lost its peer (gloo on
+# CPUs: a ValueError "UNKNOWN: Gloo all-reduce failed: ... Connection reset
+# by peer"; a step's collective: a JaxRuntimeError) or of the coordination
+# service. A process's own failures (RESOURCE_EXHAUSTED, INVALID_ARGUMENT)
+# are not among them: that process reports them itself.
+_LOST_PEER_STATUS = re.compile(
+    r"^(UNKNOWN|INTERNAL|UNAVAILABLE|ABORTED|DEADLINE_EXCEEDED|CANCELLED): ")
+# How the coordination service names a task it lost.
+_LOST_TASK = re.compile(r"Task (\d+) heartbeat timeout")
 
 
 def maybe_initialize_distributed(requested: bool) -> None:
@@ -30,6 +40,31 @@ def maybe_initialize_distributed(requested: bool) -> None:
         ("num_processes", "JAX_NUM_PROCESSES"),
         ("process_id", "JAX_PROCESS_ID")) if os.environ.get(name)}
     jax.distributed.initialize(**env)
+
+
+def lost_peer(error: BaseException) -> bool:
+  """Whether `error` says that a collective or the coordination service lost
+  another process of a multi-process job."""
+  # Cheap checks first, and none that would start a backend: this also sees
+  # errors raised before JAX started.
+  return (isinstance(error, (jax.errors.JaxRuntimeError, ValueError))
+          and bool(_LOST_PEER_STATUS.match(str(error)))
+          and jax.distributed.is_initialized() and jax.process_count() > 1)
+
+
+def lost_peer_text(error: BaseException) -> str:
+  """'lost process P of N (cause)': P as the error names it, or of two
+  processes the other one (a collective's error names a peer's address, not
+  its process)."""
+  named = _LOST_TASK.search(str(error))
+  count = jax.process_count()
+  if named:
+    lost = f"process {named.group(1)} of {count}"
+  elif count == 2:
+    lost = f"process {1 - jax.process_index()} of 2"
+  else:
+    lost = f"one of the {count} processes"
+  return f"lost {lost} ({str(error).splitlines()[0]})"
 
 
 def make_mesh() -> Mesh:
