@@ -11,6 +11,7 @@ import pytest
 from vicreg_haiku.models import heads
 from vicreg_haiku.models import layers
 from vicreg_haiku.models import resnet
+from vicreg_haiku.utils import compile_target
 
 
 def _count(params):
@@ -495,3 +496,26 @@ def test_expander_layout_and_forward():
   halves = np.concatenate([_apply(f, params, state, x[s], True)[0]
                            for s in (slice(0, 3), slice(3, 6))])
   assert np.abs(np.asarray(out) - halves).max() > 1e-3
+
+
+@pytest.mark.parametrize("platform", ["cpu", "tpu"])
+def test_max_pool_gradient_routes_ties_as_torch(platform):
+  """The stem max-pool's gradient, on XLA:CPU's path (elementwise passes)
+  and on the accelerators' (XLA's select-and-scatter, traced here as for a
+  TPU), equals torch's MaxPool2d(3, 2, 1) backward on a ReLU's output, whose
+  windows tie often (zeros, and values repeated on purpose)."""
+  import torch  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(0)
+  x = np.maximum(rng.integers(-3, 4, (2, 9, 11, 5)), 0).astype(np.float32)
+  dy = rng.normal(size=(2, 5, 6, 5)).astype(np.float32)
+  with compile_target.compiling_for(platform):
+    _, vjp = jax.vjp(jax.jit(layers.max_pool_3x3_s2), jnp.asarray(x))
+    dx, = vjp(jnp.asarray(dy))
+  xt = torch.tensor(x.transpose(0, 3, 1, 2), requires_grad=True)
+  torch.nn.functional.max_pool2d(xt, 3, 2, 1).backward(
+      torch.tensor(dy.transpose(0, 3, 1, 2)))
+  expected = xt.grad.numpy().transpose(0, 2, 3, 1)
+  # The same pixels get gradient; where overlapping windows both route to
+  # one pixel, the two sums may round in another order (1 ulp).
+  np.testing.assert_array_equal(np.asarray(dx) != 0, expected != 0)
+  np.testing.assert_allclose(np.asarray(dx), expected, rtol=1e-6, atol=1e-7)

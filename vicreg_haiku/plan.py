@@ -51,7 +51,8 @@ _EXAMPLES = flags.DEFINE_integer(
     "examples", None, "Images in an epoch of pretraining, for the run time "
     "(default: known for the tfds datasets the configs name).")
 _TOP = flags.DEFINE_integer(
-    "top", 0, "Also list each program's N costliest instructions.")
+    "top", 0, "Also list each program's N costliest operations (by JAX "
+    "op name, over every instruction made of it) by estimated cycles.")
 _PROGRAMS = flags.DEFINE_list(
     "programs", None, "Plan only these (default: all the run compiles): "
     "pretrain, views, features, probe, finetune, supervised.")
@@ -158,8 +159,7 @@ def _compile(program, per_chip: int, chips: int, tpu_slice, top: int,
   if program.per_image and row.estimated_step_seconds > 0:
     row.images_per_second_per_chip = per_chip / row.estimated_step_seconds
     row.mfu = row.flops / row.estimated_step_seconds / chip.peak_bf16_flops
-  row.top = [(c, i.opcode, i.shape, i.op_name)
-             for c, i in cycles.instructions[:top]]
+  row.top = compiled_costs.by_operation(cycles)[:top]
   print(f"  {program.name}: compiled in {seconds:.0f} s", file=sys.stderr)
   return row
 
@@ -232,10 +232,9 @@ def _table(rows: list[Row], tpu_slice) -> str:
         f"{_fmt(row.mfu and 100 * row.mfu, '7.1f'):>7}%")
     if row.hbm_bytes > row.hbm_capacity_bytes:
       lines.append(f"{'':<16} does not fit in HBM")
-    for cycles, opcode, shape, op_name in row.top:
+    for cycles, count, operation in row.top:
       share = cycles / tpu_slice.chip.clock_hz / row.estimated_step_seconds
-      lines.append(f"{'':<18}{100 * share:5.1f}% {opcode} {shape[:60]} "
-                   f"{op_name[:70]}")
+      lines.append(f"{'':<18}{100 * share:5.1f}% in {count:>3} {operation}")
   for row in rows:
     if row.fits_per_chip is not None:
       lines.append(f"{row.name}: fits at {row.fits_per_chip} per chip")

@@ -226,22 +226,36 @@ class Conv(hk.Module):
 _POOL_PADDING = ((0, 0), (1, 1), (1, 1), (0, 0))
 
 
-@jax.custom_vjp
-def max_pool_3x3_s2(x: jax.Array) -> jax.Array:
+def _max_pool_autodiff(x: jax.Array) -> jax.Array:
   # torch pads the max-pool with -inf, one pixel on every side.
   return jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, 3, 3, 1),
                                (1, 2, 2, 1), _POOL_PADDING)
 
 
+def max_pool_3x3_s2(x: jax.Array) -> jax.Array:
+  """torchvision's stem max-pool. Its gradient is XLA's select-and-scatter
+  on accelerators, whose fused kernels are fast there; on XLA:CPU the same
+  routing as elementwise passes (_max_pool_bwd)."""
+  if _on_xla_cpu():
+    return _max_pool_for_xla_cpu(x)
+  return _max_pool_autodiff(x)
+
+
+@jax.custom_vjp
+def _max_pool_for_xla_cpu(x: jax.Array) -> jax.Array:
+  return _max_pool_autodiff(x)
+
+
 def _max_pool_fwd(x):
-  return max_pool_3x3_s2(x), x
+  return _max_pool_autodiff(x), x
 
 
 def _max_pool_bwd(x, dy):
   """Routes dy to the first maximum of each window in row-major order.
 
   That is the tie rule of both torch and XLA's select-and-scatter (ties are
-  common: the input is a ReLU's output). XLA:CPU expands select-and-scatter
+  common: the input is a ReLU's output), so accelerators, which take XLA's,
+  route alike. XLA:CPU expands select-and-scatter
   into index-tracking reduce-windows over int32 iotas of the padded input and
   a scatter, several times the activation's memory; nine shifted compares
   and nine strided pads fuse into a few elementwise loops instead. The window
@@ -269,7 +283,7 @@ def _max_pool_bwd(x, dy):
   return (dx[:, 1:-1, 1:-1],)
 
 
-max_pool_3x3_s2.defvjp(_max_pool_fwd, _max_pool_bwd)
+_max_pool_for_xla_cpu.defvjp(_max_pool_fwd, _max_pool_bwd)
 
 
 class TorchLinear(hk.Module):

@@ -138,3 +138,17 @@ def estimated_cycles(hlo_text: str) -> Costs:
   costs.cycles = run(entry, 1)
   costs.instructions.sort(key=lambda pair: -pair[0])
   return costs
+
+
+def by_operation(costs: Costs) -> list[tuple[int, int, str]]:
+  """(cycles, instructions, operation) per JAX operation, costliest first:
+  the instructions' op_name metadata with numbers as N, so the blocks of a
+  network (block_0 ... block_11) and both views add up to one line."""
+  groups: dict[str, list[int]] = {}
+  for cycles, instruction in costs.instructions:
+    name = re.sub(r"\d+", "N", instruction.op_name or instruction.opcode)
+    group = groups.setdefault(name, [0, 0])
+    group[0] += cycles
+    group[1] += 1
+  return sorted(((c, n, name) for name, (c, n) in groups.items()),
+                reverse=True)
