@@ -20,8 +20,8 @@ _CONV_INIT = hk.initializers.VarianceScaling(2.0, "fan_out", "normal")
 
 
 def _on_xla_cpu() -> bool:
-  """Whether jit compiles for XLA:CPU, whose code generation the next two
-  helpers work around (accelerators take the plain path; a plan for a TPU
+  """Whether jit compiles for XLA:CPU, whose code generation the helpers
+  below work around (accelerators take the plain path; a plan for a TPU
   slice traces the TPU's program from a CPU process: compile_target)."""
   return compile_target.platform() == "cpu"
 
@@ -92,22 +92,16 @@ def _channel_sums(x: jax.Array) -> jax.Array:
 @functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
 def _batch_norm_train(x: jax.Array, scale: jax.Array, offset: jax.Array,
                       eps: float) -> tuple[jax.Array, jax.Array, jax.Array]:
-  """Training-mode BN of `x` (any float dtype), in float32 -> (float32 y,
-  batch mean, biased batch var)."""
+  """Training-mode BN of float32 `x` -> (y, batch mean, biased batch var)."""
   return _batch_norm_train_fwd(x, scale, offset, eps)[0]
 
 
 def _batch_norm_train_fwd(x, scale, offset, eps):
-  # `x` is kept for the backward pass in its own dtype: bfloat16 converts
-  # to float32 exactly, so the gradient is the same as from a float32
-  # copy, and the activations the step holds (and reads back) are half the
-  # size: on a TPU that is most of a ResNet step's memory and traffic.
-  x32 = x.astype(jnp.float32)
   n = x.size // x.shape[-1]
-  mean = _channel_sums(x32) / n
-  var = _channel_sums(jnp.square(x32 - mean)) / n
+  mean = _channel_sums(x) / n
+  var = _channel_sums(jnp.square(x - mean)) / n
   rstd = jax.lax.rsqrt(var + eps)
-  y = (x32 - mean) * (rstd * scale) + offset
+  y = (x - mean) * (rstd * scale) + offset
   return (y, mean, var), (x, mean, rstd, scale)
 
 
@@ -118,34 +112,28 @@ def _batch_norm_train_bwd(eps, residuals, cotangents):
   walks the activations several more times; here every per-channel term is
   folded into dx = a * dy + b * (x - mean) + c. The cotangents of the mean
   and variance outputs (zero in training, where they only feed the running
-  statistics) are included, so this is the exact VJP of the forward. dx is
-  computed in float32 and handed back in x's dtype.
+  statistics) are included, so this is the exact VJP of the forward.
   """
   del eps
   x, mean, rstd, scale = residuals
   dy, dmean, dvar = cotangents
   dy, = _in_memory((dy,), scale)  # else XLA:CPU recomputes it in both sums
   n = x.size // x.shape[-1]
-  centred = x.astype(jnp.float32) - mean
+  centred = x - mean
   dy_sum = _channel_sums(dy)
   dy_xhat_sum = _channel_sums(dy * centred) * rstd
   a = rstd * scale
   b = (2 * dvar - a * rstd * dy_xhat_sum) / n
   c = (dmean - a * dy_sum) / n
   dx = a * dy + b * centred + c
-  return dx.astype(x.dtype), dy_xhat_sum, dy_sum
+  return dx, dy_xhat_sum, dy_sum
 
 
 _batch_norm_train.defvjp(_batch_norm_train_fwd, _batch_norm_train_bwd)
 
 
 class BatchNorm(hk.Module):
-  """BatchNorm with PyTorch's semantics, statistics always in float32; the
-  output in the input's dtype.
-
-  Its input is taken in the compute dtype (precision.py's policy for it
-  casts nothing): a bfloat16 activation is held for the backward pass as it
-  is, not as a float32 copy of twice the size (_batch_norm_train_fwd).
+  """BatchNorm with PyTorch's semantics, statistics always in float32.
 
   The batch statistics are reductions over every axis but the last, so under
   `jax.jit` with a data-sharded batch they are the global batch's: this is
@@ -167,11 +155,13 @@ class BatchNorm(hk.Module):
     offset = hk.get_parameter("offset", [channels], jnp.float32, init=jnp.zeros)
     running_mean = hk.get_state("mean", [channels], jnp.float32, init=jnp.zeros)
     running_var = hk.get_state("var", [channels], jnp.float32, init=jnp.ones)
+    x32 = x.astype(jnp.float32)
+    scale32 = scale.astype(jnp.float32)
+    offset32 = offset.astype(jnp.float32)
     if not is_training:
-      inv = jax.lax.rsqrt(running_var + self._eps) * scale
-      return ((x.astype(jnp.float32) - running_mean) * inv
-              + offset).astype(x.dtype)
-    y, mean, var = _batch_norm_train(x, scale, offset, self._eps)
+      inv = jax.lax.rsqrt(running_var + self._eps) * scale32
+      return ((x32 - running_mean) * inv + offset32).astype(x.dtype)
+    y, mean, var = _batch_norm_train(x32, scale32, offset32, self._eps)
     count = x.size // channels
     unbiased_var = var * count / max(count - 1, 1)
     hk.set_state("mean", self._decay * running_mean + (1 - self._decay) * mean)
@@ -255,10 +245,10 @@ def _max_pool_bwd(x, dy):
 
   That is the tie rule of both torch and XLA's select-and-scatter (ties are
   common: the input is a ReLU's output), so accelerators, which take XLA's,
-  route alike. XLA:CPU expands select-and-scatter
-  into index-tracking reduce-windows over int32 iotas of the padded input and
-  a scatter, several times the activation's memory; nine shifted compares
-  and nine strided pads fuse into a few elementwise loops instead. The window
+  route alike. XLA:CPU expands select-and-scatter into index-tracking
+  reduce-windows over int32 iotas of the padded input and a scatter, several
+  times the activation's memory; nine shifted compares and nine strided pads
+  fuse into a few elementwise loops instead. The window
   maxima are recomputed here rather than saved: XLA may rematerialise `x`
   with different rounding (e.g. a fused multiply-add) than the forward saw,
   and a maximum compared against a slightly different `x` would match nothing.

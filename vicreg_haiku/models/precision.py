@@ -1,5 +1,5 @@
-"""Mixed precision with jmp: params and loss in float32, BatchNorm's and
-LayerNorm's statistics in float32."""
+"""Mixed precision with jmp: params and loss in float32, BatchNorm and
+LayerNorm in float32."""
 
 import haiku as hk
 import jax.numpy as jnp
@@ -32,31 +32,12 @@ def slow_precision_warning(name: str, platform: str) -> str | None:
           "bfloat16 pays on TPUs and GPUs")
 
 
-class _Uncast(jmp.Policy):
-  """A policy that casts nothing: variables are made in param_dtype and
-  read as made; inputs and outputs pass as they are. Under it a module's
-  float32 variables stay float32 inside a bfloat16 model, whose own policy
-  would otherwise hand them to the module cast to bfloat16."""
-
-  def cast_to_compute(self, x):
-    return x
-
-  def cast_to_output(self, x):
-    return x
-
-
-_UNCAST_FLOAT32 = _Uncast(param_dtype=jnp.float32, compute_dtype=jnp.float32,
-                          output_dtype=jnp.float32)
-
-
 def set_compute_dtype(name: str) -> jmp.Policy:
   """Sets the Haiku policies of the model's modules; returns the model policy.
 
   Convolutions, dense layers and attention compute in `name`; their params
   stay float32. BatchNorm and LayerNorm compute in float32 and hand the
-  compute dtype on, so statistics never accumulate in bfloat16: LayerNorm
-  by its policy, BatchNorm by its own code (its input stays in the compute
-  dtype, layers.BatchNorm says why; its variables are float32).
+  compute dtype on, so statistics never accumulate in bfloat16.
   """
   if name not in PRECISIONS:
     raise ValueError(f"precision must be one of {PRECISIONS}, got {name!r}")
@@ -68,6 +49,6 @@ def set_compute_dtype(name: str) -> jmp.Policy:
   for module in (resnet.ResNet18, resnet.ResNet50, vit.VisionTransformer,
                  heads.Expander):
     hk.mixed_precision.set_policy(module, model_policy)
-  hk.mixed_precision.set_policy(vit.LayerNorm, norm_policy)
-  hk.mixed_precision.set_policy(layers.BatchNorm, _UNCAST_FLOAT32)
+  for module in (layers.BatchNorm, vit.LayerNorm):
+    hk.mixed_precision.set_policy(module, norm_policy)
   return model_policy
