@@ -74,6 +74,15 @@ def update_sharding(tree, mesh: Mesh):
   return jax.tree.map(one, tree)
 
 
+def feature_sharding(z, mesh: Mesh) -> NamedSharding:
+  """[N, D] embeddings split over `data` by feature where the device count
+  divides D (else replicated): every column still holds the whole batch,
+  and the loss's D x D covariance is computed in slices of its rows."""
+  if z.shape[-1] % mesh.size:
+    return replicated_sharding(mesh)
+  return NamedSharding(mesh, P(None, DATA_AXIS))
+
+
 def state_sharding(state, mesh: Mesh):
   """A TrainState's placement for a sharded update: the optimizer state as
   update_sharding, everything else (step, params, BN state) replicated."""

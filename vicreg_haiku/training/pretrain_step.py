@@ -106,6 +106,10 @@ def make_step(config: ml_collections.ConfigDict, model,
   def loss_fn(params, net_state, rng, view_a, view_b):
     (z_a, z_b, _), net_state = model.apply(params, net_state, rng, view_a,
                                            view_b)
+    # Each device computes its slice of the covariances (global-batch
+    # statistics all the same), not all of them.
+    z_a, z_b = (jax.lax.with_sharding_constraint(
+        z, parallel.feature_sharding(z, mesh)) for z in (z_a, z_b))
     loss, terms = losses.vicreg_loss(z_a, z_b, **config.loss)
     stats = embedding_stats(z_a, config.pretrain.collapse_std)
     return loss, (net_state, dict(terms, **stats))
