@@ -169,7 +169,8 @@ def time_loop(config, compiled, initial, local_batch, mesh, steps: int,
         tensorboard=False)
     loop.run(loop_config, initial, compiled,
              lambda start: itertools.repeat(local_batch), mesh,
-             on_metrics=on_metrics)
+             on_metrics=on_metrics,
+             sharding=parallel.state_sharding(initial, mesh))
   marks = sorted(logged)
   # A checkpoint is written after its step's metrics are logged: it falls
   # in the interval that starts there.
@@ -192,8 +193,8 @@ def measure(args) -> dict:
   # The schedule's length does not change the step's cost.
   optimizer, schedule = pretrain_step.make_optimizer(config,
                                                      steps_per_epoch=100)
-  state = parallel.replicate(
-      pretrain_step.init_state(config, model, optimizer), mesh)
+  state = pretrain_step.init_state(config, model, optimizer)
+  state = jax.device_put(state, parallel.state_sharding(state, mesh))
   initial = jax.device_get(state) if args.loop_steps else None
   local_batch = example_batches.pretrain_batch(config, args.batch)
   batch = parallel.global_batch(local_batch, mesh)

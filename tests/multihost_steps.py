@@ -43,11 +43,9 @@ def main(out_path: str) -> None:
   schedule = optimizers.warmup_cosine(0.3, GLOBAL_BATCH, 1, 10)
   optimizer = optimizers.lars(schedule, weight_decay=1e-4,
                               trust_coefficient=0.02)
-  state = parallel.replicate(
-      pretrain_step.init_state(config, model, optimizer), mesh)
-  step = jax.jit(pretrain_step.make_step(config, model, optimizer, schedule),
-                 donate_argnums=0,
-                 out_shardings=parallel.replicated_sharding(mesh))
+  state = pretrain_step.init_state(config, model, optimizer)
+  state = jax.device_put(state, parallel.state_sharding(state, mesh))
+  step = pretrain_step.jit_step(config, model, optimizer, schedule, mesh)
   flat = {"process_count": np.asarray(count),
           "device_count": np.asarray(jax.device_count()),
           "local_device_count": np.asarray(jax.local_device_count())}

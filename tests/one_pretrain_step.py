@@ -21,7 +21,9 @@ from vicreg_haiku.utils import defaults
 def tiny_config():
   config = defaults.base_config()
   config.model.width = 4
-  config.model.expander_dims = (32, 32, 16)
+  # 128 x 128 is the smallest layer whose update is sharded
+  # (parallel.MIN_SHARDED_SIZE).
+  config.model.expander_dims = (128, 128, 16)
   config.dataset.image_size = 8
   return config
 
@@ -38,9 +40,8 @@ def main(out_path: str) -> None:
   batch = {k: rng.normal(size=(16, 8, 8, 3)).astype(np.float32)
            for k in ("view_a", "view_b")}
 
-  state = parallel.replicate(state, mesh)
-  step = jax.jit(pretrain_step.make_step(config, model, optimizer, schedule),
-                 out_shardings=parallel.replicated_sharding(mesh))
+  state = jax.device_put(state, parallel.state_sharding(state, mesh))
+  step = pretrain_step.jit_step(config, model, optimizer, schedule, mesh)
   new_state, metrics = step(state, parallel.global_batch(batch, mesh))
   flat = {"devices": np.asarray(jax.device_count())}
   flat.update({f"metric/{k}": np.asarray(v) for k, v in metrics.items()})
@@ -50,6 +51,14 @@ def main(out_path: str) -> None:
                        ("bn", new_state.net_state)):
     for module, name, value in hk.data_structures.traverse(tree):
       flat[f"{prefix}/{module}/{name}"] = np.asarray(value)
+  # The optimizer state (LARS's momentum), and the fraction of each leaf
+  # that one device holds.
+  for path, value in jax.tree_util.tree_flatten_with_path(
+      new_state.opt_state)[0]:
+    key = jax.tree_util.keystr(path)
+    flat[f"opt/{key}"] = np.asarray(value)
+    flat[f"held/{key}"] = np.asarray(
+        value.addressable_shards[0].data.size / max(value.size, 1))
   np.savez(out_path, **flat)
 
 

@@ -48,3 +48,29 @@ def test_step_trained(one_and_eight):
   bn_means = [v for k, v in single.items()
               if k.startswith("bn/") and k.endswith("/mean")]
   assert any(np.abs(m).max() > 0 for m in bn_means)
+
+
+def test_the_weight_update_is_sharded_over_the_devices(one_and_eight):
+  """On 8 devices each holds 1/8 of the large layers' optimizer state
+  (parallel.update_sharding), all of the small ones'; on 1, all of it."""
+  single, multi = one_and_eight
+  held = {k[len("held/"):]: float(v) for k, v in multi.items()
+          if k.startswith("held/")}
+  assert held["[1].trace['expander/linear_1']['w']"] == 1 / 8
+  assert held["[1].trace['expander/linear_0']['b']"] == 1
+  assert sorted(set(held.values())) == [1 / 8, 1]
+  assert all(v == 1 for k, v in single.items() if k.startswith("held/"))
+
+
+def test_the_sharded_optimizer_state_matches_one_device(one_and_eight):
+  """LARS's momentum after a step (the first gradient through the trust
+  ratio) of the leaves updated in slices, whose norms are sums of the
+  slices' partial sums. (The replicated leaves' momentum is the gradient as
+  before; the params above carry it.)"""
+  single, multi = one_and_eight
+  keys = [k for k in multi if k.startswith("held/") and multi[k] < 1]
+  assert keys
+  for key in keys:
+    key = "opt/" + key[len("held/"):]
+    np.testing.assert_allclose(multi[key], single[key], rtol=1e-5, atol=1e-6,
+                               err_msg=key)

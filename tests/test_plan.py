@@ -190,6 +190,7 @@ def test_a_step_traced_for_a_tpu_has_no_cpu_workarounds():
   pass of every BatchNorm and convolution call) stay out of a program traced
   for a TPU from this CPU process, and only they."""
   from vicreg_haiku.models import transforms  # pylint: disable=g-import-not-at-top
+  from vicreg_haiku.training import parallel  # pylint: disable=g-import-not-at-top
   from vicreg_haiku.training import pretrain_step  # pylint: disable=g-import-not-at-top
   from vicreg_haiku.utils import defaults  # pylint: disable=g-import-not-at-top
   config = defaults.base_config()
@@ -206,7 +207,7 @@ def test_a_step_traced_for_a_tpu_has_no_cpu_workarounds():
   def conditionals():
     # A new step each time: jit would reuse the first trace.
     step = jax.jit(pretrain_step.make_step(config, model, optimizer,
-                                           schedule))
+                                           schedule, parallel.make_mesh()))
     text = step.lower(state, {"view_a": view, "view_b": view}).as_text()
     return text.count("stablehlo.case")
 

@@ -111,7 +111,8 @@ def run(config: ml_collections.ConfigDict, workdir: str, mesh,
   if imported is not None:
     initial = _start_from(initial, imported, optimizer)
   state = loop.run(loop_config, initial, step_fn, batches, mesh, on_log,
-                   watch_collapse)
+                   watch_collapse,
+                   sharding=parallel.state_sharding(initial, mesh))
   step = int(state.step)
   _write_neighbours(config, workdir, state, mesh)
   if knn_every is None:  # unlabelled data: nothing to classify

@@ -77,14 +77,17 @@ def plan_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
 
 
 def _pretrain_state(config, mesh):
-  """(model, optimizer, schedule, the state's replicated specs)."""
+  """(model, optimizer, schedule, the state's specs, placed as training
+  places them: parallel.state_sharding)."""
   model = transforms.pretrain_model(config)
   # The schedule's length does not change the step's program.
   optimizer, schedule = pretrain_step.make_optimizer(config, 1)
   state = jax.eval_shape(
       lambda: pretrain_step.init_state(config, model, optimizer))
-  return model, optimizer, schedule, _abstract(
-      state, parallel.replicated_sharding(mesh))
+  return model, optimizer, schedule, jax.tree.map(
+      lambda x, sharding: jax.ShapeDtypeStruct(x.shape, x.dtype,
+                                               sharding=sharding),
+      state, parallel.state_sharding(state, mesh))
 
 
 def _images(config, batch: int, mesh) -> jax.ShapeDtypeStruct:

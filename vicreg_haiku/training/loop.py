@@ -92,10 +92,13 @@ def _nonfinite_names(metrics: Mapping[str, np.ndarray]) -> list[str]:
   ]
 
 
-def restore_or_init(loop: LoopConfig, initial: transforms.TrainState, mesh):
-  """The newest good checkpoint of the phase, else `initial`, replicated."""
+def restore_or_init(loop: LoopConfig, initial: transforms.TrainState,
+                    sharding):
+  """The newest good checkpoint of the phase, else `initial`, placed as
+  `sharding` (a sharding or a tree of them, as jax.device_put takes)."""
   mngr = checkpointing.manager(os.path.join(loop.phase_dir, "checkpoints"))
-  initial = parallel.replicate(initial, mesh)
+  # Orbax restores each array to its target's sharding.
+  initial = jax.device_put(initial, sharding)
   restored = checkpointing.restore_latest(mngr, initial,
                                          set_aside_corrupt=True)
   state = initial if restored is None else restored
@@ -110,8 +113,8 @@ def run(
     mesh,
     on_log: Callable[[int, transforms.TrainState], Mapping[str, float]] |
     None = None,
-    on_metrics: Callable[[int, Mapping[str, float]], None] | None = None
-) -> transforms.TrainState:
+    on_metrics: Callable[[int, Mapping[str, float]], None] | None = None,
+    sharding=None) -> transforms.TrainState:
   """Trains from the newest checkpoint (or `initial`) to loop.total_steps.
 
   `step_fn` returns metrics holding a boolean "finite"; a non-finite step
@@ -119,12 +122,16 @@ def run(
   last checkpoint stays the newest) unless loop.skip_nonfinite.
   `on_log(step, state)` adds metrics (kNN, RankMe, ...) at log steps;
   `on_metrics(step, scalars)` then sees them (the collapse watch).
+  `sharding` places the state as `step_fn` expects it (None: replicated on
+  `mesh`; pretraining's is parallel.state_sharding).
   Pending checkpoint writes finish whatever ends the run (an error included),
   so the newest checkpoint on disk is always a complete one; but when another
   process of the job is lost (HostLost), nothing more is written: a pending
   save stays a temporary directory, which orbax removes on the rerun.
   """
-  mngr, state = restore_or_init(loop, initial, mesh)
+  if sharding is None:
+    sharding = parallel.replicated_sharding(mesh)
+  mngr, state = restore_or_init(loop, initial, sharding)
   start = int(jax.device_get(state.step))
   writer = writers.MetricsWriter(loop.phase_dir, enabled=parallel.is_chief(),
                                  tensorboard=loop.tensorboard)

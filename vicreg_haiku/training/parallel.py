@@ -1,11 +1,19 @@
 """One code path for 1..N devices and hosts: a 1-D `data` mesh.
 
-The batch is sharded over `data`; params, BN state and optimizer state are
-replicated. Code is written for the global array, so every reduction over the
-batch (BatchNorm statistics, the VICReg variance and covariance) is over the
-global batch: XLA adds the collectives.
+The batch is sharded over `data`; params and BN state are replicated. Code is
+written for the global array, so every reduction over the batch (BatchNorm
+statistics, the VICReg variance and covariance) is over the global batch: XLA
+adds the collectives.
+
+The pretraining's weight update is sharded over `data` too (Xu et al. 2020,
+"Automatic Cross-Replica Sharding of Weight Update in Data-Parallel
+Training"; ZeRO-1): each device keeps a slice of the optimizer state and
+updates that slice of the params, so the gradients' all-reduce becomes a
+reduce-scatter and the new params an all-gather, and no device repeats the
+others' per-parameter work.
 """
 
+import math
 import os
 import re
 
@@ -24,6 +32,9 @@ _LOST_PEER_STATUS = re.compile(
     r"^(UNKNOWN|INTERNAL|UNAVAILABLE|ABORTED|DEADLINE_EXCEEDED|CANCELLED): ")
 # How the coordination service names a task it lost.
 _LOST_TASK = re.compile(r"Task (\d+) heartbeat timeout")
+# Leaves with fewer elements stay replicated in a sharded update: their
+# whole update (64 KiB in float32) costs less than a collective's start-up.
+MIN_SHARDED_SIZE = 2**14
 
 
 def maybe_initialize_distributed(requested: bool) -> None:
@@ -81,6 +92,37 @@ def replicated_sharding(mesh: Mesh) -> NamedSharding:
 
 def replicate(tree, mesh: Mesh):
   return jax.device_put(tree, replicated_sharding(mesh))
+
+
+def update_sharding(tree, mesh: Mesh):
+  """Per leaf of `tree` (arrays or shape structs), where its weight update
+  runs: split over `data` along its first axis that the device count
+  divides, replicated when it is small or no axis divides."""
+
+  def one(leaf):
+    if math.prod(leaf.shape) >= MIN_SHARDED_SIZE:
+      for axis, size in enumerate(leaf.shape):
+        if size % mesh.size == 0:
+          return NamedSharding(mesh, P(*[None] * axis, DATA_AXIS))
+    return replicated_sharding(mesh)
+
+  return jax.tree.map(one, tree)
+
+
+def feature_sharding(z, mesh: Mesh) -> NamedSharding:
+  """[N, D] embeddings split over `data` by feature where the device count
+  divides D (else replicated): every column still holds the whole batch,
+  and the loss's D x D covariance is computed in slices of its rows."""
+  if z.shape[-1] % mesh.size:
+    return replicated_sharding(mesh)
+  return NamedSharding(mesh, P(None, DATA_AXIS))
+
+
+def state_sharding(state, mesh: Mesh):
+  """A TrainState's placement for a sharded update: the optimizer state as
+  update_sharding, everything else (step, params, BN state) replicated."""
+  placement = jax.tree.map(lambda _: replicated_sharding(mesh), state)
+  return placement._replace(opt_state=update_sharding(state.opt_state, mesh))
 
 
 def global_batch(local_batch, mesh: Mesh):

@@ -98,13 +98,18 @@ def two_views(config: ml_collections.ConfigDict, batch
 
 
 def make_step(config: ml_collections.ConfigDict, model,
-              optimizer: optax.GradientTransformation, schedule_lr):
+              optimizer: optax.GradientTransformation, schedule_lr, mesh):
   """The pretraining step on the global batch: loss, grads, the optimizer's
-  update; a ViT's drop-path keyed by transforms.step_key."""
+  update sharded over the mesh (parallel.update_sharding); a ViT's drop-path
+  keyed by transforms.step_key."""
 
   def loss_fn(params, net_state, rng, view_a, view_b):
     (z_a, z_b, _), net_state = model.apply(params, net_state, rng, view_a,
                                            view_b)
+    # Each device computes its slice of the covariances (global-batch
+    # statistics all the same), not all of them.
+    z_a, z_b = (jax.lax.with_sharding_constraint(
+        z, parallel.feature_sharding(z, mesh)) for z in (z_a, z_b))
     loss, terms = losses.vicreg_loss(z_a, z_b, **config.loss)
     stats = embedding_stats(z_a, config.pretrain.collapse_std)
     return loss, (net_state, dict(terms, **stats))
@@ -114,8 +119,16 @@ def make_step(config: ml_collections.ConfigDict, model,
         loss_fn, has_aux=True)(state.params, state.net_state,
                                transforms.step_key(config, PHASE, state.step),
                                *two_views(config, batch))
-    new, guard = optimizers.apply_if_finite(optimizer, state, net_state, loss,
-                                            grads)
+    # Each device updates its slice of the params: XLA reduce-scatters the
+    # gradients, slices the (replicated) params locally, and the out
+    # shardings all-gather the new params. LARS's norms are sums of the
+    # slices' partial sums.
+    grads = jax.lax.with_sharding_constraint(
+        grads, parallel.update_sharding(grads, mesh))
+    params = jax.lax.with_sharding_constraint(
+        state.params, parallel.update_sharding(state.params, mesh))
+    new, guard = optimizers.apply_if_finite(
+        optimizer, state._replace(params=params), net_state, loss, grads)
     # The lr this step applies: the schedule's count is the step, skipped
     # steps included (optimizers.keep_if_finite).
     metrics = dict(metrics, **guard, loss=loss, lr=schedule_lr(state.step))
@@ -127,7 +140,10 @@ def make_step(config: ml_collections.ConfigDict, model,
 def jit_step(config: ml_collections.ConfigDict, model,
              optimizer: optax.GradientTransformation, schedule_lr, mesh):
   """make_step jitted as training runs it: the state donated (updated in
-  place), state and metrics replicated."""
-  return jax.jit(make_step(config, model, optimizer, schedule_lr),
+  place) and placed as parallel.state_sharding (the optimizer state sharded,
+  the rest replicated), the metrics replicated."""
+  state = jax.eval_shape(lambda: init_state(config, model, optimizer))
+  return jax.jit(make_step(config, model, optimizer, schedule_lr, mesh),
                  donate_argnums=0,
-                 out_shardings=parallel.replicated_sharding(mesh))
+                 out_shardings=(parallel.state_sharding(state, mesh),
+                                parallel.replicated_sharding(mesh)))
