@@ -68,6 +68,9 @@ _SPLIT_SIZES = {
 }
 _NUM_CLASSES = {"imagenet2012": 1000, "stl10": 10, "cifar10": 10,
                 "cifar100": 100}
+# The one image size of a dataset whose images share it: the device path's
+# canvas (canvas.canvas_side), known without the data.
+_IMAGE_SIDE = {"stl10": 96, "cifar10": 32, "cifar100": 32}
 # Classes the head has when the plan cannot tell (its cost is negligible).
 _UNKNOWN_CLASSES = 1000
 _GB = 1e9
@@ -107,6 +110,11 @@ def _split_size(config, split: str) -> int | None:
     return None
   parts = [sizes.get(part) for part in split.split("+")]
   return None if None in parts else sum(parts)
+
+
+def _image_side(config) -> int | None:
+  return None if config.dataset.classes else _IMAGE_SIDE.get(
+      config.dataset.name)
 
 
 def _num_classes(config) -> int | None:
@@ -261,8 +269,12 @@ def _report(config, rows: list[Row], tpu_slice) -> float | None:
   pretrain = next((r for r in rows if r.name == "pretrain step"), None)
   views = ""
   if config.pretrain.augment_on == "device":
-    why = ("pretrain.canvas_size" if _CONFIG.value.pretrain.canvas_size else
-           "the data would decide it; --config.pretrain.canvas_size=N sets it")
+    if _CONFIG.value.pretrain.canvas_size:
+      why = "pretrain.canvas_size"
+    elif _image_side(_CONFIG.value):
+      why = f"the size of every {config.dataset.name} image"
+    else:
+      why = "the data would decide it; --config.pretrain.canvas_size=N sets it"
     views = f" (canvas {config.pretrain.canvas_size} px: {why})"
   print(f"{tpu_slice.name}: {chips} chips of TPU {tpu_slice.generation} "
         f"({tpu_slice.jax_topology}, {tpu_slice.hosts} host"
@@ -316,7 +328,8 @@ def main(argv):
     tpu_slice = tpu_slices.parse(_TOPOLOGY.value)
     mesh = tpu_slices.mesh(tpu_slice)
     precision.set_compute_dtype(_CONFIG.value.precision)
-    config = tpu_programs.plan_config(_CONFIG.value)
+    config = tpu_programs.plan_config(_CONFIG.value,
+                                      _image_side(_CONFIG.value))
     programs = _programs(config, mesh)
     if _PROGRAMS.value:
       programs = _chosen(programs, _PROGRAMS.value)

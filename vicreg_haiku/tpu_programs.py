@@ -66,12 +66,15 @@ def _with(config: ml_collections.ConfigDict, **settings):
   return config
 
 
-def plan_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+def plan_config(config: ml_collections.ConfigDict,
+                image_side: int | None = None) -> ml_collections.ConfigDict:
   """The config as a TPU run resolves it: augment_on "auto" is the device
-  path, the canvas pretrain.canvas_size or canvas.UNKNOWN_SIZES_SIDE (the
-  data would decide it, and the plan reads none)."""
+  path; the canvas pretrain.canvas_size, else `image_side` (the dataset's
+  one image size, where the caller knows it), else canvas.UNKNOWN_SIZES_SIDE
+  (the data would decide it, and a plan reads none)."""
   augment_on = device_augmentations.resolve(config.pretrain.augment_on, "tpu")
-  side = config.pretrain.canvas_size or canvas.UNKNOWN_SIZES_SIDE
+  side = (config.pretrain.canvas_size or image_side
+          or canvas.UNKNOWN_SIZES_SIDE)
   return _with(config, **{"pretrain.augment_on": augment_on,
                           "pretrain.canvas_size": side})
 
