@@ -21,9 +21,9 @@ from vicreg_haiku.utils import defaults
 def tiny_config():
   config = defaults.base_config()
   config.model.width = 4
-  # 128 x 128 is the smallest layer whose update is sharded
+  # 2048 x 2048 is the smallest layer whose update is sharded
   # (parallel.MIN_SHARDED_SIZE).
-  config.model.expander_dims = (128, 128, 16)
+  config.model.expander_dims = (2048, 2048, 16)
   config.dataset.image_size = 8
   return config
 

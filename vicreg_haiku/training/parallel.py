@@ -32,9 +32,14 @@ _LOST_PEER_STATUS = re.compile(
     r"^(UNKNOWN|INTERNAL|UNAVAILABLE|ABORTED|DEADLINE_EXCEEDED|CANCELLED): ")
 # How the coordination service names a task it lost.
 _LOST_TASK = re.compile(r"Task (\d+) heartbeat timeout")
-# Leaves with fewer elements stay replicated in a sharded update: their
-# whole update (64 KiB in float32) costs less than a collective's start-up.
-MIN_SHARDED_SIZE = 2**14
+# Leaves with fewer elements (4 Mi: a 2048 x 2048 matrix) stay replicated in
+# a sharded update: the expander's matrices are split, no convolution kernel
+# of a ResNet-50 nor any matrix of a ViT-S. A convolution's sharded
+# gradient makes XLA split the weight-gradient convolution itself; the TPU
+# compiler estimates that dearer than the update it saves (ResNet-50 on a
+# v5e-8: 528 ms a step with every leaf from 16 Ki elements split, 404 ms
+# with the expander's alone; BENCHMARKS.md, "TPU slices").
+MIN_SHARDED_SIZE = 2**22
 
 
 def maybe_initialize_distributed(requested: bool) -> None:
