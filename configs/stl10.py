@@ -10,8 +10,13 @@ batch 256, LARS (official order, trust coefficient 0.001, wd 1e-6), base lr 0.5
 with the official peak = base_lr * batch / 256, 10 warm-up epochs then cosine,
 500 epochs (105k images an epoch, about 205k steps).
 
-Runtime: dominated by pretraining; one TPU v4 chip runs the step at thousands of
-two-view images/s, so 500 epochs take on the order of a day (BENCHMARKS.md).
+Runtime: dominated by pretraining. The TPU compiler estimates the step with
+views fed at 13.9 ms on a v5e-8 (2,300 two-view images/s a chip), so 500
+epochs in about 0.8 h, 6-7 chip-hours; on a v5e-4, 18.8 ms (3,400 a chip),
+1.1 h (estimates, not measurements: `python -m vicreg_haiku.plan
+--config=configs/stl10.py --topology=v5e-8 --config.precision=bfloat16`,
+BENCHMARKS.md "TPU slices"). 32 images a chip leave a TPU's matrix units
+mostly idle: the plan suggests --config.pretrain.batch_size=1024 on a v5e-8.
 
 Compare with (UvA deep-learning course, tutorial 17, ResNet-18 at 96 px): a
 SimCLR encoder after 500 epochs reaches 81.3% linear-probe top-1 on the STL10

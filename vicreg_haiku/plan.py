@@ -237,7 +237,7 @@ def _table(rows: list[Row], tpu_slice) -> str:
         f"{row.flops / 1e9:>9,.1f} {row.bytes_accessed / _GB:>11,.2f} "
         f"{1e3 * row.estimated_step_seconds:>9,.2f} "
         f"{_fmt(row.images_per_second_per_chip, '10,.0f'):>10} "
-        f"{_fmt(row.mfu and 100 * row.mfu, '7.1f'):>7}%")
+        f"{_fmt(row.mfu, '8.1%'):>8}")
     if row.hbm_bytes > row.hbm_capacity_bytes:
       lines.append(f"{'':<16} does not fit in HBM")
     for cycles, count, operation in row.top:
