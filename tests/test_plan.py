@@ -103,6 +103,22 @@ def test_the_step_compiles_for_a_v5e_slice_with_its_analytic_flops(tmp_path):
   assert "Traceback" not in result.stderr
 
 
+def test_a_program_that_does_not_fit_names_the_batch_that_does(tmp_path):
+  """512 px images, 512 a chip through the encoder's forward: the compiler
+  runs out of the v5e's 16 GiB; the row says so in one line, the halving
+  finds 256 a chip, and the exit code is 2."""
+  out = tmp_path / "plan.json"
+  result = _plan("--config=configs/digits.py", "--topology=v5e-4",
+                 "--programs=features", "--config.dataset.image_size=512",
+                 "--config.eval_batch_size=2048", f"--json={out}")
+  assert result.returncode == 2, result.stderr[-3000:]
+  row = json.loads(out.read_text())["programs"]["features"]
+  assert not row["compiled"] and "RESOURCE_EXHAUSTED" in row["error"]
+  assert "\n" not in row["error"]
+  assert row["per_chip"] == 512 and row["fits_per_chip"] == 256
+  assert "features: fits at 256 per chip" in result.stdout
+
+
 @pytest.mark.parametrize("flags, message", [
     (("--topology=v3-8",), "not a TPU slice this plan knows"),
     (("--topology=v5e-8", "--programs=warp"), "compiles no 'warp'"),
