@@ -199,6 +199,11 @@ def test_the_cycle_sum_counts_what_runs():
   assert costs.cycles == 10 * (7 + 1) + 50 + 100
   assert costs.unknown_trip_counts == 0
   assert [c for c, _ in costs.instructions] == [100, 70, 50, 10]
+  # A loop whose trip count only the run knows: counted once, and said.
+  unknown = compiled_costs.estimated_cycles(_HLO.replace(
+      ', backend_config={"known_trip_count":{"n":"10"}}', ""))
+  assert unknown.cycles == (7 + 1) + 50 + 100
+  assert unknown.unknown_trip_counts == 1
 
 
 def test_a_step_traced_for_a_tpu_has_no_cpu_workarounds():

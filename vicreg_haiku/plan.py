@@ -22,7 +22,6 @@ mistake (an unknown slice, no libtpu, a config error), one line.
 import dataclasses
 import functools
 import json
-import math
 import sys
 import time
 
@@ -90,6 +89,8 @@ class Row:
   estimated_step_seconds: float | None = None
   images_per_second_per_chip: float | None = None
   mfu: float | None = None
+  # Loops whose trip count the compiler does not know: counted once each.
+  unknown_loops: int = 0
   top: list = dataclasses.field(default_factory=list)
 
   def json(self) -> dict:
@@ -133,6 +134,13 @@ def _does_not_fit(row: Row) -> bool:
   return not row.compiled or row.hbm_bytes > row.hbm_capacity_bytes
 
 
+def _out_of_memory(row: Row) -> bool:
+  """Whether a smaller batch could make the row fit (an error of another
+  kind is not the batch's)."""
+  return (row.hbm_bytes > row.hbm_capacity_bytes
+          or "RESOURCE_EXHAUSTED" in (row.error or ""))
+
+
 def _compile(program, per_chip: int, chips: int, tpu_slice, top: int,
              compiled_before: dict) -> Row:
   """One program compiled at `per_chip`, its row of figures; a program
@@ -164,6 +172,7 @@ def _compile(program, per_chip: int, chips: int, tpu_slice, top: int,
   row.bytes_accessed = float(cost.get("bytes accessed", 0.0))
   cycles = compiled_costs.estimated_cycles(compiled.as_text())
   row.estimated_step_seconds = cycles.cycles / chip.clock_hz
+  row.unknown_loops = cycles.unknown_trip_counts
   if program.per_image and row.estimated_step_seconds > 0:
     row.images_per_second_per_chip = per_chip / row.estimated_step_seconds
     row.mfu = row.flops / row.estimated_step_seconds / chip.peak_bf16_flops
@@ -184,7 +193,7 @@ def _plan_program(program, chips: int, tpu_slice, top: int,
   per_chip = program.batch // chips if program.per_image else program.batch
   row = _compile(program, per_chip, chips, tpu_slice, top, compiled_before)
   trial = per_chip
-  while program.per_image and _does_not_fit(row) and trial > 1:
+  while program.per_image and _out_of_memory(row) and trial > 1:
     trial //= 2
     smaller = _compile(program, trial, chips, tpu_slice, 0, compiled_before)
     if not _does_not_fit(smaller):
@@ -240,19 +249,21 @@ def _table(rows: list[Row], tpu_slice) -> str:
         f"{_fmt(row.mfu, '8.1%'):>8}")
     if row.hbm_bytes > row.hbm_capacity_bytes:
       lines.append(f"{'':<16} does not fit in HBM")
+    if row.unknown_loops:
+      lines.append(f"{'':<16} {row.unknown_loops} loop(s) of a trip count "
+                   "known only at run time, each counted once: it runs longer")
     for cycles, count, operation in row.top:
       share = cycles / tpu_slice.chip.clock_hz / row.estimated_step_seconds
       lines.append(f"{'':<18}{100 * share:5.1f}% in {count:>3} {operation}")
   for row in rows:
     if row.fits_per_chip is not None:
       lines.append(f"{row.name}: fits at {row.fits_per_chip} per chip")
-    elif _does_not_fit(row) and row.compiled:
+    elif _out_of_memory(row):
       lines.append(f"{row.name}: does not fit even at 1 per chip")
   return "\n".join(lines)
 
 
-def _run_seconds(config, row: Row | None, chips: int) -> tuple[
-    float | None, int | None]:
+def _run_seconds(config, row: Row | None) -> tuple[float | None, int | None]:
   """(estimated pretraining seconds, images an epoch) for the config's
   epochs; None where the epoch's size or the step time is unknown."""
   examples = _EXAMPLES.value or _split_size(config,
@@ -288,7 +299,7 @@ def _report(config, rows: list[Row], tpu_slice) -> float | None:
         f"against {chip.peak_bf16_flops / 1e12:g} TFLOP/s bf16 with XLA's "
         "FLOPs; collectives, overlap of asynchronous copies and the host's "
         "input pipeline are left out.")
-  run_seconds, examples = _run_seconds(config, pretrain, chips)
+  run_seconds, examples = _run_seconds(config, pretrain)
   if run_seconds is not None:
     steps_per_epoch = examples // config.pretrain.batch_size
     print(f"Pretraining: {examples:,} images an epoch, {steps_per_epoch:,} "

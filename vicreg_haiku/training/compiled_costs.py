@@ -35,9 +35,7 @@ _CALLEES = {
 
 @dataclasses.dataclass(frozen=True)
 class Instruction:
-  name: str
   opcode: str
-  shape: str
   op_name: str  # the JAX operation it came from (metadata)
   cycles: int  # its own estimate, 0 where it has none
   line: str
@@ -57,7 +55,8 @@ def _parse_instruction(line: str) -> Instruction | None:
   if not name:
     return None
   rest = line[name.end():]
-  # The shape: one token, or a tuple in balanced parentheses.
+  # Past the shape (one token, or a tuple in balanced parentheses) to the
+  # opcode.
   depth, end = 0, 0
   for end, char in enumerate(rest):
     depth += char == "("
@@ -67,8 +66,8 @@ def _parse_instruction(line: str) -> Instruction | None:
   opcode = _OPCODE.match(rest[end + 1:])
   cycles = _CYCLES.search(line)
   op_name = _OP_NAME.search(line)
-  return Instruction(name.group(1), opcode.group(1) if opcode else "",
-                     rest[:end], op_name.group(1) if op_name else "",
+  return Instruction(opcode.group(1) if opcode else "",
+                     op_name.group(1) if op_name else "",
                      int(cycles.group(1)) if cycles else 0, line)
 
 
