@@ -63,9 +63,9 @@ def main(argv):
   from vicreg_haiku.training import parallel  # pylint: disable=g-import-not-at-top
   try:
     # Only the flags say what the user set, as against the config file.
-    config_checks.refuse_ignored_overrides(
-        _CONFIG.value, config_flags.get_override_values(flags.FLAGS["config"]))
-    runner.run(_CONFIG.value, _WORKDIR.value)
+    overridden = config_flags.get_override_values(flags.FLAGS["config"])
+    config_checks.refuse_ignored_overrides(_CONFIG.value, overridden)
+    runner.run(_CONFIG.value, _WORKDIR.value, overridden)
   except user_errors.Preempted as stop:
     logging.warning("%s", stop)
   except user_errors.HostLost as lost:

@@ -64,4 +64,13 @@ def get_config():
     phase.epochs = 6
     phase.batch_size = 128
     phase.crop_scale = (0.5, 1.0)
+
+  # --config.model.encoder=vit_tiny (or vit_small): the recipe above leaves
+  # a ViT (patch 2: 64 tokens, 12 blocks, AdamW at 2.5e-4) at its random
+  # init's probe after 25 minutes (BENCHMARKS.md). Patches of 4 px (a 4 x 4
+  # grid, 16 tokens) and 6 blocks make a step ~8x cheaper; an 8x higher
+  # peak lr (2e-3 at batch 128; 4e-3 collapses) lets it learn in 40 epochs.
+  c.vit_defaults = dict(
+      model=dict(patch_size=4, depth=6),
+      pretrain=dict(epochs=40, warmup_epochs=4, adamw=dict(base_lr=4e-3)))
   return c

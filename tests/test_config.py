@@ -204,13 +204,19 @@ def test_launch_refuses_a_setting_the_encoder_ignores_in_one_line(tmp_path):
 def test_a_vit_on_the_digits_config_says_its_resnet_settings_are_unused(
     tmp_path):
   """The digits file's width 12 is for its ResNet: a ViT passes the checks
-  and says so once. A missing init_from stops the run there, after the
+  and says so once, and says the ViT defaults it takes, less the one the
+  command line sets. A missing init_from stops the run there, after the
   config and data checks and before anything is written."""
   missing = tmp_path / "missing.pth"
   result, workdir = _launch(tmp_path, "--config.model.encoder=vit_tiny",
+                            "--config.pretrain.epochs=5",
                             f"--config.model.init_from={missing}")
-  assert result.stdout.splitlines().count(
+  lines = result.stdout.splitlines()
+  assert lines.count(
       "model.width=12: a ResNet setting, unused by vit_tiny") == 1
+  vit_line, = [line for line in lines if "vit_defaults" in line]
+  assert "model.patch_size=" in vit_line
+  assert "pretrain.epochs=" not in vit_line
   assert result.stderr.splitlines() == [
       f"error: config.model.init_from='{missing}': no such file or workdir"]
   assert result.returncode == 1
@@ -242,3 +248,72 @@ def test_child_processes_share_the_bounded_compilation_cache(tmp_path,
       jax.config.update(name, value)
   assert child.stdout.split() == [str(tmp_path),
                                   str(launch_env.CACHE_MAX_BYTES), "0.2"]
+
+
+def _leaves(tree, prefix=""):
+  for key, value in tree.items():
+    if isinstance(value, dict):
+      yield from _leaves(value, f"{prefix}{key}.")
+    else:
+      yield f"{prefix}{key}", value
+
+
+def _value(config, key):
+  for part in key.split("."):
+    config = config[part]
+  return config
+
+
+def test_a_vit_on_the_digits_config_takes_its_vit_defaults():
+  """`--config.model.encoder=vit_tiny` and nothing else: the file's ResNet
+  recipe does not train a ViT in minutes, its vit_defaults do (README)."""
+  vit_defaults = dict(_leaves(load_config("digits").vit_defaults.to_dict()))
+  assert {"model.patch_size", "model.depth", "pretrain.adamw.base_lr",
+          "pretrain.epochs"} <= set(vit_defaults)
+  config = load_config("digits")
+  config.model.encoder = "vit_tiny"
+  line = config_checks.apply_vit_defaults(config, overridden=())
+  for key, value in vit_defaults.items():
+    assert _value(config, key) == value, key
+    assert f"{key}={value}" in line
+  assert "vit_defaults" not in config
+  config_checks.validate(config, device_count=1)
+
+
+def test_the_command_line_wins_over_the_vit_defaults():
+  config = load_config("digits")
+  config.model.encoder = "vit_small"
+  config.model.patch_size = 2
+  config.pretrain.adamw.base_lr = 1e-4
+  config_checks.apply_vit_defaults(
+      config, overridden={"model.encoder": "vit_small", "model.patch_size": 2,
+                          "pretrain.adamw.base_lr": 1e-4})
+  assert config.model.patch_size == 2
+  assert config.pretrain.adamw.base_lr == 1e-4
+  assert config.model.depth == load_config("digits").vit_defaults.model.depth
+
+
+def test_a_resnet_on_the_digits_config_resolves_as_before():
+  """The vit_defaults leave a ResNet's config as the file's without them:
+  config.json records the recipe of the digits docstring."""
+  config = load_config("digits")
+  before = config.to_dict()
+  del before["vit_defaults"]
+  assert config_checks.apply_vit_defaults(config, overridden=()) is None
+  assert config.to_dict() == before
+  assert (config.model.encoder, config.model.width, config.model.patch_size,
+          config.model.depth) == ("resnet18", 12, None, None)
+  assert (config.pretrain.epochs, config.pretrain.warmup_epochs,
+          config.pretrain.base_lr, config.pretrain.adamw.base_lr,
+          config.augmentations.vicreg.crop_scale) == (32, 3, 0.3, 5e-4,
+                                                      (0.3, 1.0))
+
+
+def test_a_vit_default_naming_no_key_is_refused():
+  config = load_config("digits")
+  config.model.encoder = "vit_tiny"
+  with config.unlocked():
+    config.vit_defaults.pretrain = {"epoch": 40}
+  with pytest.raises(errors.ConfigError, match=r"vit_defaults\.pretrain\."
+                     r"epoch: config\.pretrain has no key 'epoch' \(did you"):
+    config_checks.apply_vit_defaults(config, overridden=())

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import torch
 
+from test_config import load_config
 from test_reliability import FLAGS
 from test_reliability import ROOT
 from test_reliability import WIDTH
@@ -52,9 +53,11 @@ def test_the_vit_pretrains_with_adamw_and_drop_path(reference):
   assert config["model"]["encoder"] == "vit_tiny"
   assert config["pretrain"]["optimizer"] == "auto"  # AdamW for a ViT
   lrs = [r["lr"] for r in metrics(reference)]
-  # AdamW's 5e-4 x 64 / 256 peak after the 1-epoch (3-step) warm-up, not
-  # LARS's 0.3 of the digits config.
-  assert 0 < max(lrs) <= 5e-4 * 64 / 256 + 1e-12, lrs
+  # AdamW at the digits config's ViT base_lr x 64 / 256 peak after the
+  # 1-epoch (3-step) warm-up, not LARS's 0.3 of its ResNet.
+  base_lr = config["pretrain"]["adamw"]["base_lr"]
+  assert base_lr == load_config("digits").vit_defaults.pretrain.adamw.base_lr
+  assert 0 < max(lrs) <= base_lr * 64 / 256 + 1e-12, lrs
   assert all(r["skipped_steps"] == 0 for r in metrics(reference))
 
 

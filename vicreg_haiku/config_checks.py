@@ -80,6 +80,57 @@ def unused_settings(config: ml_collections.ConfigDict) -> str | None:
   return f"{', '.join(unused)}: {kind}, unused by {config.model.encoder}"
 
 
+def _leaves(tree: ml_collections.ConfigDict, prefix: str = ""):
+  """(dotted key, value) of every value below `tree`."""
+  for key, value in tree.items():
+    if isinstance(value, ml_collections.ConfigDict):
+      yield from _leaves(value, f"{prefix}{key}.")
+    else:
+      yield f"{prefix}{key}", value
+
+
+def apply_vit_defaults(config: ml_collections.ConfigDict,
+                       overridden: Collection[str]) -> str | None:
+  """Resolves config.vit_defaults, a config file's settings for a ViT (e.g.
+  configs/digits.py's: its ResNet recipe does not train a ViT on small data).
+
+  With a ViT, sets each of its keys (paths into the config, e.g.
+  "pretrain.epochs") to its value, except the keys the command line
+  (`overridden`: its dotted keys) set: those win. With a ResNet, sets none.
+  Removes the block either way, so config.json records what the run used,
+  and a ResNet run's config is what the file's is without it. Returns the
+  line saying what was set; None when nothing was.
+  """
+  if "vit_defaults" not in config:  # resolved already
+    return None
+  block = config.vit_defaults
+  with config.unlocked():
+    del config.vit_defaults
+  if not transforms.is_vit(config):
+    return None
+  applied = []
+  for key, value in _leaves(block):
+    problem = unknown_key(config, key)
+    if problem:
+      raise errors.ConfigError(f"config.vit_defaults.{key}: {problem}")
+    if key in overridden:
+      continue
+    *sections, field = key.split(".")
+    node = config
+    for section in sections:
+      node = node[section]
+    try:
+      node[field] = value
+    except TypeError as error:
+      raise errors.ConfigError(
+          f"config.vit_defaults.{key}={value!r}: {error}") from None
+    applied.append(f"{key}={value}")
+  if not applied:
+    return None
+  return (f"{config.model.encoder} on this config's ViT defaults (vit_defaults;"
+          f" the command line's values win): {', '.join(applied)}")
+
+
 def _choice(key: str, value, allowed) -> None:
   if value not in allowed:
     raise errors.ConfigError(f"config.{key}={value!r} is not one of {allowed}")

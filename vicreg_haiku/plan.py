@@ -333,11 +333,15 @@ def main(argv):
   jax.config.update("jax_platforms", "cpu")
   from vicreg_haiku import launch_env
   launch_env.import_tensorflow_quietly()
+  from vicreg_haiku import config_checks
   from vicreg_haiku import tpu_programs
   from vicreg_haiku import user_errors
   try:
     tpu_slice = tpu_slices.parse(_TOPOLOGY.value)
     mesh = tpu_slices.mesh(tpu_slice)
+    # The network and batch a launch of these flags would train.
+    config_checks.apply_vit_defaults(
+        _CONFIG.value, config_flags.get_override_values(flags.FLAGS["config"]))
     precision.set_compute_dtype(_CONFIG.value.precision)
     config = tpu_programs.plan_config(_CONFIG.value,
                                       _image_side(_CONFIG.value))

@@ -6,6 +6,7 @@ WORKDIR/results.json; every phase resumes from its newest checkpoint.
 
 import json
 import os
+from typing import Collection
 
 import jax
 import ml_collections
@@ -199,14 +200,20 @@ def _warn_if_slow(compute_dtype: str) -> None:
     writers.console(f"WARNING: {message}")
 
 
-def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, dict]:
-  """Runs config.mode's phases in `workdir`; returns results.json's content."""
+def run(config: ml_collections.ConfigDict, workdir: str,
+        overridden: Collection[str] = ()) -> dict[str, dict]:
+  """Runs config.mode's phases in `workdir`; returns results.json's content.
+  `overridden`: the keys the command line set (they win over the config
+  file's vit_defaults)."""
   parallel.maybe_initialize_distributed(config.distributed)
+  # Before adopting another workdir's encoder, whose shape keys then win.
+  vit = config_checks.apply_vit_defaults(config, overridden)
   pretrained.adopt_encoder_workdir(config, workdir)
   config_checks.validate(config, jax.device_count())
   unused = config_checks.unused_settings(config)
-  if unused and parallel.is_chief():
-    writers.console(unused)
+  for line in (vit, unused):
+    if line and parallel.is_chief():
+      writers.console(line)
   _warn_if_slow(config.precision)
   phases = PHASES if config.mode == "all" else (config.mode,)
   # Missing, unprepared or unlabelled data fails here, before anything is

@@ -237,6 +237,12 @@ def base_config() -> config_dict.ConfigDict:
                                    weight_decay=1e-6)
   c.supervised = classifier_training(lr_backbone=0.1, lr_head=0.1,
                                      weight_decay=1e-4)
+
+  # A config file's settings for a ViT, nested as the config (e.g.
+  # vit_defaults.pretrain.epochs): set when model.encoder is a ViT, unless
+  # the command line sets them; removed before a run either way
+  # (config_checks.apply_vit_defaults). Empty: a ViT runs on the file's own.
+  c.vit_defaults = config_dict.ConfigDict()
   return c
 
 
