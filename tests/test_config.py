@@ -310,8 +310,8 @@ def test_a_resnet_on_the_digits_config_resolves_as_before():
 
 
 def test_a_vit_default_naming_no_key_is_refused():
+  """On the file's ResNet too: a typo shows on the file's first run."""
   config = load_config("digits")
-  config.model.encoder = "vit_tiny"
   with config.unlocked():
     config.vit_defaults.pretrain = {"epoch": 40}
   with pytest.raises(errors.ConfigError, match=r"vit_defaults\.pretrain\."

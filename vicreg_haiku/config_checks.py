@@ -103,16 +103,18 @@ def apply_vit_defaults(config: ml_collections.ConfigDict,
   """
   if "vit_defaults" not in config:  # resolved already
     return None
-  block = config.vit_defaults
+  block = dict(_leaves(config.vit_defaults))
   with config.unlocked():
     del config.vit_defaults
-  if not transforms.is_vit(config):
-    return None
-  applied = []
-  for key, value in _leaves(block):
+  # Checked for a ResNet too: a config file's typo shows on its first run.
+  for key in block:
     problem = unknown_key(config, key)
     if problem:
       raise errors.ConfigError(f"config.vit_defaults.{key}: {problem}")
+  if not transforms.is_vit(config):
+    return None
+  applied = []
+  for key, value in block.items():
     if key in overridden:
       continue
     *sections, field = key.split(".")
