@@ -1,7 +1,8 @@
-"""Images/s, FLOPs and memory of the VICReg pretraining step.
+"""Images/s, FLOPs and memory of the pretraining step.
 
   python benchmarks/train_step.py --batch 64 --size 96 --precision float32 \
       [--augment_on host|device] [--encoder resnet50] [--expander 8192] \
+      [--loss vicreg|sigreg] \
       [--loop_steps 40] [--json FILE]
 
 The default model is the PyTorch reference's (../shared/peers/
@@ -109,6 +110,7 @@ def benchmark_config(args):
   config.dataset.image_size = args.size
   config.precision = args.precision
   config.pretrain.batch_size = args.batch
+  config.loss.name = args.loss
   config.pretrain.augment_on = args.augment_on
   config.pretrain.canvas_size = args.canvas
   return config
@@ -209,7 +211,8 @@ def measure(args) -> dict:
                                       args.steps)
   result = dict(
       encoder=args.encoder, width=args.width, size=args.size,
-      expander=args.expander, batch=args.batch, precision=args.precision,
+      expander=args.expander, batch=args.batch, loss_name=args.loss,
+      precision=args.precision,
       augment_on=args.augment_on, images_per_s=args.batch / step_s,
       step_s=step_s, compile_s=compile_s, flops=flops,
       loss=float(metrics["loss"]), peak_device_bytes=peak_device_bytes(),
@@ -241,6 +244,7 @@ def report(args, result: dict) -> None:
   print(f"jax {jax.__version__} devices={jax.device_count()} "
         f"({jax.devices()[0].device_kind}) encoder={args.encoder} "
         f"width={args.width} expander={args.expander} batch={args.batch} "
+        f"loss_name={args.loss} "
         f"size={args.size} precision={args.precision} "
         f"augment_on={args.augment_on} loss={result['loss']:.4f} "
         f"XLA_FLAGS={os.environ['XLA_FLAGS']!r} "
@@ -276,6 +280,8 @@ def main():
   parser.add_argument("--expander", type=int, default=2048,
                       help="width of the expander's three layers")
   parser.add_argument("--batch", type=int, default=64, help="global batch")
+  parser.add_argument("--loss", default="vicreg", choices=("vicreg", "sigreg"),
+                      help="config.loss.name (sigreg: LeJEPA's defaults)")
   parser.add_argument("--batch_per_device", type=int,
                       help="instead of --batch: this many per device")
   parser.add_argument("--size", type=int, default=96)

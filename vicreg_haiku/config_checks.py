@@ -19,6 +19,7 @@ MODES = ("all", "pretrain", "linear_probe", "finetune", "supervised")
 ENCODERS = tuple(transforms.ENCODERS)
 OPTIMIZERS = ("auto", "lars", "adamw")
 STEMS = ("imagenet", "cifar")
+LOSSES = ("vicreg", "sigreg")
 # probing._PROTOCOLS holds one function for each.
 PROBE_PROTOCOLS = ("features", "official")
 
@@ -173,6 +174,21 @@ def _check_optimizer(p: ml_collections.ConfigDict) -> None:
     _positive("pretrain.clip_grad_norm", p.clip_grad_norm)
 
 
+def _check_loss(loss: ml_collections.ConfigDict) -> None:
+  _choice("loss.name", loss.name, LOSSES)
+  sig = loss.sigreg
+  if not 0 <= sig.lambd <= 1:
+    raise errors.ConfigError(
+        f"config.loss.sigreg.lambd={sig.lambd!r} must lie in [0, 1]: SIGReg's "
+        "weight, the prediction term's is 1 - lambd (LeJEPA: 0.05)")
+  _positive("loss.sigreg.slices", sig.slices)
+  _positive("loss.sigreg.t_max", sig.t_max)
+  if not isinstance(sig.knots, int) or sig.knots < 2:
+    raise errors.ConfigError(
+        f"config.loss.sigreg.knots={sig.knots!r} must be an int >= 2: the "
+        "Epps-Pulley integral's points on [0, t_max] (LeJEPA: 17)")
+
+
 def validate(config: ml_collections.ConfigDict, device_count: int) -> None:
   """Raises ConfigError on the first bad value."""
   _choice("mode", config.mode, MODES)
@@ -182,6 +198,7 @@ def validate(config: ml_collections.ConfigDict, device_count: int) -> None:
   if transforms.is_vit(config):
     _check_vit(config)
   _check_optimizer(config.pretrain)
+  _check_loss(config.loss)
   _choice("pretrain.augmentation", config.pretrain.augmentation,
           tuple(config.augmentations.keys()))
   _choice("pretrain.augment_on", config.pretrain.augment_on,

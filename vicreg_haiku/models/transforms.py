@@ -112,19 +112,19 @@ def make_encoder(config: ml_collections.ConfigDict) -> hk.Module:
 
 def pretrain_model(
     config: ml_collections.ConfigDict) -> hk.TransformedWithState:
-  """(view_a, view_b) -> (z_a, z_b, encoder features of view_a).
+  """(*views) -> (each view's embedding, encoder features of the first).
 
   The views pass separately, as in the official code, so each BatchNorm
-  normalises each view's batch on its own statistics.
+  normalises each view's batch on its own statistics. A view of another
+  size than dataset.image_size (a local view) passes as any image does: a
+  ResNet takes any size, a ViT resamples its position embeddings.
   """
 
-  def forward(view_a, view_b, is_training=True):
+  def forward(*views, is_training=True):
     encoder = make_encoder(config)
     expander = heads.Expander(config.model.expander_dims, name=EXPANDER)
-    features_a = encoder(view_a, is_training)
-    z_a = expander(features_a, is_training)
-    z_b = expander(encoder(view_b, is_training), is_training)
-    return z_a, z_b, features_a
+    features = [encoder(view, is_training) for view in views]
+    return (tuple(expander(f, is_training) for f in features), features[0])
 
   return hk.transform_with_state(forward)
 

@@ -149,7 +149,18 @@ def base_config() -> config_dict.ConfigDict:
   ))
 
   c.loss = config_dict.ConfigDict(dict(
-      sim_coeff=25.0, std_coeff=25.0, cov_coeff=1.0, eps=1e-4))
+      # vicreg | sigreg (LeJEPA: training/losses.py, lejepa_loss).
+      name="vicreg",
+      # VICReg's coefficients (the official defaults).
+      sim_coeff=25.0, std_coeff=25.0, cov_coeff=1.0, eps=1e-4,
+      # LeJEPA: (1 - lambd) * prediction + lambd * SIGReg (the paper's
+      # Algorithm 2 and recommended 0.05); SIGReg over `slices` random
+      # directions drawn each step, the Epps-Pulley integral on `knots`
+      # points of [0, t_max] (the reference code's defaults: t_max 3, 17
+      # knots, 1024 slices; the paper's listing integrates over [-5, 5]).
+      sigreg=config_dict.ConfigDict(dict(
+          lambd=0.05, slices=1024, t_max=3.0, knots=17)),
+  ))
 
   c.pretrain = config_dict.ConfigDict(dict(
       batch_size=256,
