@@ -119,6 +119,12 @@ def loss_of_views(config: ml_collections.ConfigDict,
   """config.loss.name's loss of the views' [N, D] embeddings (the two
   global views first, then the local ones) and its unweighted terms."""
   loss = config.loss
+  # Each device holds a slice of the features (global-batch statistics all
+  # the same): VICReg computes its slice of the covariances, SIGReg its
+  # slice's part of the projections, and the expander's last layer its
+  # slice of the gradient, where the sharded update wants it.
+  embeddings = [jax.lax.with_sharding_constraint(
+      z, parallel.feature_sharding(z, mesh)) for z in embeddings]
   global_views, local_views = embeddings[:2], embeddings[2:]
   if loss.name == "sigreg":
     s = loss.sigreg
@@ -126,11 +132,6 @@ def loss_of_views(config: ml_collections.ConfigDict,
                                           embeddings[0].shape[-1], s.slices)
     return losses.lejepa_loss(global_views, local_views, directions,
                               lambd=s.lambd, t_max=s.t_max, knots=s.knots)
-  # Each device computes its slice of the covariances (global-batch
-  # statistics all the same), not all of them.
-  global_views, local_views = ([jax.lax.with_sharding_constraint(
-      z, parallel.feature_sharding(z, mesh)) for z in zs]
-                               for zs in (global_views, local_views))
   coefficients = dict(sim_coeff=loss.sim_coeff, std_coeff=loss.std_coeff,
                       cov_coeff=loss.cov_coeff, eps=loss.eps)
   if not local_views:
