@@ -227,11 +227,14 @@ def _recipe_key(recipe: Recipe) -> tuple:
                       for k, v in recipe.items()))
 
 
-def _finish(crops: tf.Tensor, u: tf.Tensor, recipe: Recipe,
+def _finish(x: tf.Tensor, u: tf.Tensor, recipe: Recipe,
             index: int) -> tf.Tensor:
-  """uint8 crops [n, S, S, 3], u [n, N] of views `index` -> normalised."""
-  x = tf.cast(crops, tf.float32) / 255.0
+  """Crops [n, S, S, 3] in [0, 1], u [n, N] of views `index` -> views."""
   return photometric(x, photometric_params(u, recipe, index), recipe, index)
+
+
+def _unit(crops: tf.Tensor) -> tf.Tensor:
+  return tf.cast(crops, tf.float32) / 255.0
 
 
 @functools.lru_cache(maxsize=None)
@@ -243,12 +246,15 @@ def _compiled_finish(key: tuple, local: bool):
   recipe = ml_collections.ConfigDict(dict(key))
 
   def finish(crops, u):
-    return tuple(_finish(crops[:, v], u[:, v], recipe, v) for v in range(2))
+    # Scaled whole, then sliced, as before local views: slices scaled one
+    # by one fuse otherwise in XLA and come out a last bit apart.
+    x = _unit(crops)
+    return tuple(_finish(x[:, v], u[:, v], recipe, v) for v in range(2))
 
   def finish_local(crops, u):
     # Every local view alike: one batch of B * L.
     shape = crops.shape
-    views = _finish(tf.reshape(crops, [-1, *shape[2:]]),
+    views = _finish(_unit(tf.reshape(crops, [-1, *shape[2:]])),
                     tf.reshape(u, [-1, u.shape[-1]]), recipe,
                     augmentation_constants.LOCAL)
     return tf.reshape(views, shape)
