@@ -138,13 +138,14 @@ def test_host_local_views_are_pillows_crops(photos):
   assert batch["local_views"].shape == (_BATCH, _LOCAL, 10, 10, 3)
   assert batch["local_views"].dtype == np.float32
   shard = datasets.sources.shard(config, "all", 0, 1)
+  local_stream = datasets._LOCAL_VIEWS  # pylint: disable=protected-access
   order = datasets._example_order(  # pylint: disable=protected-access
       shard.size, _BATCH, datasets.pretrain_steps_per_epoch(config), 0,
       config.seed)
   for b, (epoch, i) in enumerate(order.take(3)):
     example = int(shard.global_ids[int(i)])
-    u = datasets._draws(  # pylint: disable=protected-access
-        (config.seed, datasets._LOCAL_VIEWS), epoch, example, [_LOCAL])  # pylint: disable=protected-access
+    u = datasets._draws((config.seed, local_stream), epoch, example,  # pylint: disable=protected-access
+                        [_LOCAL])
     pixels = np.asarray(Image.open(shard.names[int(i)]).convert("RGB"))
     tops, lefts, hs, ws = (t.numpy() for t in augmentations.crop_boxes(
         u, *pixels.shape[:2], (0.05, 0.3), recipe.crop_ratio))
