@@ -88,9 +88,9 @@ def _timed(fn) -> float:
 
 
 def time_crops(batch, warmup: int, steps: int) -> dict:
-  """The device half's crop + resize alone (device_crops.two_crops) on the
+  """The device half's crop + resize alone (device_crops.view_crops) on the
   step's batch: its time and FLOPs, to set beside the step's."""
-  crops = jax.jit(device_crops.two_crops)
+  crops = jax.jit(device_crops.view_crops)
   compiled = crops.lower(batch).compile()
   for _ in range(warmup):
     compiled(batch).block_until_ready()

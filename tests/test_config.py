@@ -113,7 +113,8 @@ def _launch(tmp_path, *overrides):
      "augmentation, base_lr, batch_size, canvas_size, checkpoint_every_seconds, "
      "checkpoint_every_steps, clip_grad_norm, collapse_fraction, "
      "collapse_std, epochs, "
-     "knn_every_steps, knn_k, knn_temperature, log_every_steps, max_steps, "
+     "knn_every_steps, knn_k, knn_temperature, local_crop_scale, "
+     "local_size, local_views, log_every_steps, max_steps, "
      "momentum, neighbour_images, optimizer, rankme_every_steps, "
      "rankme_examples, skip_nonfinite, trust_coefficient, "
      "warmup_epochs, weight_decay"),
