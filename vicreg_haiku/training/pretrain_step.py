@@ -90,13 +90,21 @@ def embedding_stats(z: jax.Array, collapse_std: float
 
 
 def views(config: ml_collections.ConfigDict, batch) -> list[jax.Array]:
-  """The views of a pretrain_batches batch, the two global ones first; made
-  here when augment_on is "device" (inside the jitted step, on the
-  accelerator)."""
+  """The views of a pretrain_batches batch: the two global ones, then
+  config.pretrain.local_views local ones; made here when augment_on is
+  "device" (inside the jitted step, on the accelerator)."""
+  recipe = config.augmentations[config.pretrain.augmentation]
   if device_augmentations.resolve(config.pretrain.augment_on) == "device":
-    recipe = config.augmentations[config.pretrain.augmentation]
-    return list(device_augmentations.two_views(batch, recipe))
-  return [batch["view_a"], batch["view_b"]]
+    global_views = list(device_augmentations.two_views(batch, recipe))
+    local_views = (device_augmentations.local_views(batch, recipe)
+                   if config.pretrain.local_views else None)
+  else:
+    global_views = [batch["view_a"], batch["view_b"]]
+    local_views = batch.get("local_views")
+  if local_views is None:
+    return global_views
+  return global_views + [local_views[:, v]
+                         for v in range(local_views.shape[1])]
 
 
 # The stream of the keys SIGReg's directions are drawn from, apart from
