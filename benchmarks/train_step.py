@@ -2,7 +2,7 @@
 
   python benchmarks/train_step.py --batch 64 --size 96 --precision float32 \
       [--augment_on host|device] [--encoder resnet50] [--expander 8192] \
-      [--loss vicreg|sigreg] \
+      [--loss vicreg|sigreg] [--local_views 6 [--local_size 14]] \
       [--loop_steps 40] [--json FILE]
 
 The default model is the PyTorch reference's (../shared/peers/
@@ -103,7 +103,7 @@ def time_crops(batch, warmup: int, steps: int) -> dict:
 def benchmark_config(args):
   config = defaults.base_config()
   config.model.encoder = args.encoder
-  config.model.stem = "imagenet"
+  config.model.stem = args.stem
   config.model.width = args.width
   config.model.patch_size = args.patch_size
   config.model.expander_dims = (args.expander,) * 3
@@ -111,6 +111,8 @@ def benchmark_config(args):
   config.precision = args.precision
   config.pretrain.batch_size = args.batch
   config.loss.name = args.loss
+  config.pretrain.local_views = args.local_views
+  config.pretrain.local_size = args.local_size
   config.pretrain.augment_on = args.augment_on
   config.pretrain.canvas_size = args.canvas
   return config
@@ -244,7 +246,7 @@ def report(args, result: dict) -> None:
   print(f"jax {jax.__version__} devices={jax.device_count()} "
         f"({jax.devices()[0].device_kind}) encoder={args.encoder} "
         f"width={args.width} expander={args.expander} batch={args.batch} "
-        f"loss_name={args.loss} "
+        f"loss_name={args.loss} local_views={args.local_views} "
         f"size={args.size} precision={args.precision} "
         f"augment_on={args.augment_on} loss={result['loss']:.4f} "
         f"XLA_FLAGS={os.environ['XLA_FLAGS']!r} "
@@ -282,6 +284,12 @@ def main():
   parser.add_argument("--batch", type=int, default=64, help="global batch")
   parser.add_argument("--loss", default="vicreg", choices=("vicreg", "sigreg"),
                       help="config.loss.name (sigreg: LeJEPA's defaults)")
+  parser.add_argument("--local_views", type=int, default=0,
+                      help="config.pretrain.local_views (multi-crop)")
+  parser.add_argument("--local_size", type=int,
+                      help="their side (None: view_sizes.local_size's)")
+  parser.add_argument("--stem", default="imagenet", choices=("imagenet",
+                                                             "cifar"))
   parser.add_argument("--batch_per_device", type=int,
                       help="instead of --batch: this many per device")
   parser.add_argument("--size", type=int, default=96)
