@@ -1,7 +1,8 @@
-"""Images/s, FLOPs and memory of the VICReg pretraining step.
+"""Images/s, FLOPs and memory of the pretraining step.
 
   python benchmarks/train_step.py --batch 64 --size 96 --precision float32 \
       [--augment_on host|device] [--encoder resnet50] [--expander 8192] \
+      [--loss vicreg|sigreg] [--local_views 6 [--local_size 14]] \
       [--loop_steps 40] [--json FILE]
 
 The default model is the PyTorch reference's (../shared/peers/
@@ -87,9 +88,9 @@ def _timed(fn) -> float:
 
 
 def time_crops(batch, warmup: int, steps: int) -> dict:
-  """The device half's crop + resize alone (device_crops.two_crops) on the
+  """The device half's crop + resize alone (device_crops.view_crops) on the
   step's batch: its time and FLOPs, to set beside the step's."""
-  crops = jax.jit(device_crops.two_crops)
+  crops = jax.jit(device_crops.view_crops)
   compiled = crops.lower(batch).compile()
   for _ in range(warmup):
     compiled(batch).block_until_ready()
@@ -102,13 +103,16 @@ def time_crops(batch, warmup: int, steps: int) -> dict:
 def benchmark_config(args):
   config = defaults.base_config()
   config.model.encoder = args.encoder
-  config.model.stem = "imagenet"
+  config.model.stem = args.stem
   config.model.width = args.width
   config.model.patch_size = args.patch_size
   config.model.expander_dims = (args.expander,) * 3
   config.dataset.image_size = args.size
   config.precision = args.precision
   config.pretrain.batch_size = args.batch
+  config.loss.name = args.loss
+  config.pretrain.local_views = args.local_views
+  config.pretrain.local_size = args.local_size
   config.pretrain.augment_on = args.augment_on
   config.pretrain.canvas_size = args.canvas
   return config
@@ -209,7 +213,8 @@ def measure(args) -> dict:
                                       args.steps)
   result = dict(
       encoder=args.encoder, width=args.width, size=args.size,
-      expander=args.expander, batch=args.batch, precision=args.precision,
+      expander=args.expander, batch=args.batch, loss_name=args.loss,
+      precision=args.precision,
       augment_on=args.augment_on, images_per_s=args.batch / step_s,
       step_s=step_s, compile_s=compile_s, flops=flops,
       loss=float(metrics["loss"]), peak_device_bytes=peak_device_bytes(),
@@ -241,6 +246,7 @@ def report(args, result: dict) -> None:
   print(f"jax {jax.__version__} devices={jax.device_count()} "
         f"({jax.devices()[0].device_kind}) encoder={args.encoder} "
         f"width={args.width} expander={args.expander} batch={args.batch} "
+        f"loss_name={args.loss} local_views={args.local_views} "
         f"size={args.size} precision={args.precision} "
         f"augment_on={args.augment_on} loss={result['loss']:.4f} "
         f"XLA_FLAGS={os.environ['XLA_FLAGS']!r} "
@@ -276,6 +282,14 @@ def main():
   parser.add_argument("--expander", type=int, default=2048,
                       help="width of the expander's three layers")
   parser.add_argument("--batch", type=int, default=64, help="global batch")
+  parser.add_argument("--loss", default="vicreg", choices=("vicreg", "sigreg"),
+                      help="config.loss.name (sigreg: LeJEPA's defaults)")
+  parser.add_argument("--local_views", type=int, default=0,
+                      help="config.pretrain.local_views (multi-crop)")
+  parser.add_argument("--local_size", type=int,
+                      help="their side (None: view_sizes.local_size's)")
+  parser.add_argument("--stem", default="imagenet", choices=("imagenet",
+                                                             "cifar"))
   parser.add_argument("--batch_per_device", type=int,
                       help="instead of --batch: this many per device")
   parser.add_argument("--size", type=int, default=96)

@@ -2,7 +2,8 @@
 process sees; writes the loss terms, grad norm, new BN state and params to an .npz.
 
 Run by tests/test_parallel.py in subprocesses with 1 and 8 simulated CPU
-devices (XLA_FLAGS=--xla_force_host_platform_device_count=N).
+devices (XLA_FLAGS=--xla_force_host_platform_device_count=N), with the loss
+named by the second argument (config.loss.name).
 """
 
 import sys
@@ -18,8 +19,9 @@ from vicreg_haiku.training import pretrain_step
 from vicreg_haiku.utils import defaults
 
 
-def tiny_config():
+def tiny_config(loss: str):
   config = defaults.base_config()
+  config.loss.name = loss
   config.model.width = 4
   # 2048 x 2048 is the smallest layer whose update is sharded
   # (parallel.MIN_SHARDED_SIZE).
@@ -28,8 +30,8 @@ def tiny_config():
   return config
 
 
-def main(out_path: str) -> None:
-  config = tiny_config()
+def main(out_path: str, loss: str) -> None:
+  config = tiny_config(loss)
   mesh = parallel.make_mesh()
   model = transforms.pretrain_model(config)
   schedule = optimizers.warmup_cosine(0.3, 16, 0, 10)
@@ -63,4 +65,4 @@ def main(out_path: str) -> None:
 
 
 if __name__ == "__main__":
-  main(sys.argv[1])
+  main(*sys.argv[1:])

@@ -22,7 +22,8 @@ def load_config(name: str):
 
 
 @pytest.mark.parametrize("name", ["digits", "stl10", "folder", "imagenet",
-                                  "imagenet100", "imagenet_vit"])
+                                  "imagenet100", "imagenet_vit",
+                                  "imagenet_lejepa"])
 def test_shipped_configs_are_valid(name):
   config = load_config(name)
   if config.dataset.name == "folder":
@@ -56,6 +57,11 @@ def test_a_folder_without_its_root_is_refused():
      "config.linear_probe.protocol='knn' is not one of ('features', 'official')"),
     ("pretrain.log_every_steps", 0,
      "config.pretrain.log_every_steps=0 must be positive"),
+    ("loss.name", "lejepa",
+     "config.loss.name='lejepa' is not one of ('vicreg', 'sigreg')"),
+    ("loss.sigreg.lambd", 1.5, "config.loss.sigreg.lambd=1.5 must lie in [0, 1]"),
+    ("loss.sigreg.slices", 0, "config.loss.sigreg.slices=0 must be positive"),
+    ("loss.sigreg.knots", 1, "config.loss.sigreg.knots=1 must be an int >= 2"),
     ("augmentations.seed.blur_kernel_size", -3,
      "config.augmentations.seed.blur_kernel_size=-3 must be a positive odd"),
     ("finetune.label_fraction", 0.0,
@@ -113,7 +119,8 @@ def _launch(tmp_path, *overrides):
      "augmentation, base_lr, batch_size, canvas_size, checkpoint_every_seconds, "
      "checkpoint_every_steps, clip_grad_norm, collapse_fraction, "
      "collapse_std, epochs, "
-     "knn_every_steps, knn_k, knn_temperature, log_every_steps, max_steps, "
+     "knn_every_steps, knn_k, knn_temperature, local_crop_scale, "
+     "local_size, local_views, log_every_steps, max_steps, "
      "momentum, neighbour_images, optimizer, rankme_every_steps, "
      "rankme_examples, skip_nonfinite, trust_coefficient, "
      "warmup_epochs, weight_decay"),

@@ -140,7 +140,7 @@ def test_device_augmentation_gives_the_host_views(fake_stl10_dir):
     side = 96  # STL10's images: the canvas holds them whole
     assert d["canvas"].dtype == np.uint8
     assert d["canvas"].shape == (8, side, side, 3)
-    views = pretrain_step.two_views(config, d)
+    views = pretrain_step.views(config, d)
     for key, view in zip(("view_a", "view_b"), views):
       np.testing.assert_allclose(np.asarray(view), h[key], atol=2e-5)
 

@@ -195,7 +195,7 @@ def test_the_canvas_is_the_95th_percentile_of_the_longer_sides(
 
 
 def _crops_of(batch):
-  return np.asarray(device_crops.two_crops(batch))
+  return np.asarray(device_crops.view_crops(batch))
 
 
 def test_images_larger_than_the_canvas_are_reduced_at_a_measured_price(

@@ -322,7 +322,7 @@ def test_folder_pretrain_batches_resume_exactly(tmp_path, streamed):
   config.pretrain.augment_on = "device"
   device = next(datasets.pretrain_batches(config, start_step=1))
   for key, view in zip(("view_a", "view_b"),
-                       pretrain_step.two_views(config, device)):
+                       pretrain_step.views(config, device)):
     np.testing.assert_allclose(np.asarray(view), reference[1][key], atol=2e-5)
 
 

@@ -14,11 +14,13 @@ from vicreg_haiku.models import transforms
 from vicreg_haiku.models import vit
 from vicreg_haiku.utils import defaults
 from vicreg_haiku.utils import errors
+from vicreg_haiku.utils import view_sizes
 
 MODES = ("all", "pretrain", "linear_probe", "finetune", "supervised")
 ENCODERS = tuple(transforms.ENCODERS)
 OPTIMIZERS = ("auto", "lars", "adamw")
 STEMS = ("imagenet", "cifar")
+LOSSES = ("vicreg", "sigreg")
 # probing._PROTOCOLS holds one function for each.
 PROBE_PROTOCOLS = ("features", "official")
 
@@ -152,16 +154,16 @@ def _probability(key: str, values) -> None:
 
 
 def _crop_scale(key: str, value) -> None:
-  low, high = value
-  if not 0 < low <= high <= 1:
-    raise errors.ConfigError(f"config.{key}={value!r} must satisfy "
-                             "0 < low <= high <= 1")
+  if not (isinstance(value, (tuple, list)) and len(value) == 2
+          and 0 < value[0] <= value[1] <= 1):
+    raise errors.ConfigError(f"config.{key}={value!r} must be (low, high) "
+                             "with 0 < low <= high <= 1")
 
 
 def _check_views(name: str, views: ml_collections.ConfigDict) -> None:
   key = f"augmentations.{name}"
   for field in ("flip_prob", "jitter_prob", "grayscale_prob", "blur_prob",
-                "solarize_prob"):
+                "solarize_prob", "local_blur_prob", "local_solarize_prob"):
     _probability(f"{key}.{field}", views[field])
   _crop_scale(f"{key}.crop_scale", views.crop_scale)
   _choice(f"{key}.interpolation", views.interpolation, ("bilinear", "bicubic"))
@@ -210,6 +212,26 @@ def _check_vit(config: ml_collections.ConfigDict) -> None:
         "(the stochastic-depth rate of the last block, e.g. 0.1)")
 
 
+def _check_local_views(config: ml_collections.ConfigDict) -> None:
+  p, image_size = config.pretrain, config.dataset.image_size
+  _positive("pretrain.local_views", p.local_views, zero_ok=True)
+  _crop_scale("pretrain.local_crop_scale", p.local_crop_scale)
+  if not (p.local_views or p.local_size is not None):
+    return
+  size = view_sizes.local_size(config)
+  if not 0 < size <= image_size:
+    raise errors.ConfigError(
+        f"config.pretrain.local_size={size!r} must lie in [1, "
+        f"{image_size}] (config.dataset.image_size): local views are the "
+        "small ones, e.g. 96 beside 224")
+  patch = transforms.patch_size(config)
+  if transforms.is_vit(config) and size % patch:
+    raise errors.ConfigError(
+        f"config.pretrain.local_size={size} is not a multiple of "
+        f"config.model.patch_size={patch}: a ViT cuts every view into whole "
+        f"patches; use e.g. {max(patch, size // patch * patch)}")
+
+
 def _check_optimizer(p: ml_collections.ConfigDict) -> None:
   _choice("pretrain.optimizer", p.optimizer, OPTIMIZERS)
   for field in ("base_lr", "weight_decay", "b1", "b2"):
@@ -226,6 +248,21 @@ def _check_optimizer(p: ml_collections.ConfigDict) -> None:
     _positive("pretrain.clip_grad_norm", p.clip_grad_norm)
 
 
+def _check_loss(loss: ml_collections.ConfigDict) -> None:
+  _choice("loss.name", loss.name, LOSSES)
+  sig = loss.sigreg
+  if not 0 <= sig.lambd <= 1:
+    raise errors.ConfigError(
+        f"config.loss.sigreg.lambd={sig.lambd!r} must lie in [0, 1]: SIGReg's "
+        "weight, the prediction term's is 1 - lambd (LeJEPA: 0.05)")
+  _positive("loss.sigreg.slices", sig.slices)
+  _positive("loss.sigreg.t_max", sig.t_max)
+  if not isinstance(sig.knots, int) or sig.knots < 2:
+    raise errors.ConfigError(
+        f"config.loss.sigreg.knots={sig.knots!r} must be an int >= 2: the "
+        "Epps-Pulley integral's points on [0, t_max] (LeJEPA: 17)")
+
+
 def validate(config: ml_collections.ConfigDict, device_count: int) -> None:
   """Raises ConfigError on the first bad value."""
   _choice("mode", config.mode, MODES)
@@ -235,11 +272,13 @@ def validate(config: ml_collections.ConfigDict, device_count: int) -> None:
   if transforms.is_vit(config):
     _check_vit(config)
   _check_optimizer(config.pretrain)
+  _check_loss(config.loss)
   _choice("pretrain.augmentation", config.pretrain.augmentation,
           tuple(config.augmentations.keys()))
   _choice("pretrain.augment_on", config.pretrain.augment_on,
           device_augmentations.AUGMENT_ON)
   _positive("pretrain.canvas_size", config.pretrain.canvas_size, zero_ok=True)
+  _check_local_views(config)
   _positive("dataset.image_size", config.dataset.image_size)
   if not 0 < config.dataset.held_out_fraction < 1:
     raise errors.ConfigError(

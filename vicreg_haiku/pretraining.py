@@ -35,17 +35,25 @@ def total_steps(config: ml_collections.ConfigDict) -> int:
   return steps
 
 
+# By loss.name: the term that holds the embeddings' spread up, and its
+# coefficient.
+_SPREAD_TERM = {"vicreg": ("variance", "loss.std_coeff"),
+                "sigreg": ("sigreg", "loss.sigreg.lambd")}
+
+
 def collapse_warning(step: int, scalars, collapse_std: float,
-                     collapse_fraction: float) -> str | None:
+                     collapse_fraction: float,
+                     loss_name: str = "vicreg") -> str | None:
   """The warning to give when (almost) every dimension collapsed, else None."""
   fraction = float(scalars["collapsed_fraction"])
   if not fraction >= collapse_fraction:
     return None
+  term, coefficient = _SPREAD_TERM[loss_name]
   return (f"{PHASE}: COLLAPSE at step {step}: {100 * fraction:.1f}% of the "
           f"embedding dimensions have std < {collapse_std:g} over the batch "
-          f"(mean std {float(scalars['embedding_std']):.3g}, variance term "
-          f"{float(scalars.get('variance', float('nan'))):.4g}); the "
-          "representation is collapsing: raise loss.std_coeff or lower the "
+          f"(mean std {float(scalars['embedding_std']):.3g}, {term} term "
+          f"{float(scalars.get(term, float('nan'))):.4g}); the "
+          f"representation is collapsing: raise {coefficient} or lower the "
           "learning rate")
 
 
@@ -95,7 +103,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, mesh,
 
   def watch_collapse(step, scalars):
     message = collapse_warning(step, scalars, p.collapse_std,
-                               p.collapse_fraction)
+                               p.collapse_fraction, config.loss.name)
     if message is not None:
       logging.warning("%s", message)
       writers.console(f"WARNING: {message}")
@@ -137,8 +145,8 @@ def _write_view_grid(config, phase_dir: str, batch, pairs: int = 8) -> None:
     return
   recipe = config.augmentations[config.pretrain.augmentation]
   first = jax.tree.map(lambda x: x[:pairs], batch)
-  views = jax.jit(functools.partial(pretrain_step.two_views, config))
-  view_a, view_b = views(first)
+  views = jax.jit(functools.partial(pretrain_step.views, config))
+  view_a, view_b = views(first)[:2]  # the global views
   image = plots.views(np.asarray(view_a), np.asarray(view_b), recipe.mean,
                       recipe.std)
   results.write_picture(os.path.join(phase_dir, VIEWS_PNG), phase_dir,

@@ -124,7 +124,7 @@ def pretrain(config, mesh) -> list[Program]:
 
   def views(batch):
     example = example_batches.pretrain_batch(config, 1)
-    return jax.jit(functools.partial(pretrain_step.two_views, config),
+    return jax.jit(functools.partial(pretrain_step.views, config),
                    out_shardings=parallel.batch_sharding(mesh)).lower(
                        _batch_specs(example, batch, mesh))
 

@@ -25,6 +25,11 @@ UNIFORM_SLICES = {name: slice(int(end) - n, int(end))
                   for (name, n), end in zip(_LAYOUT.items(), _ENDS)}
 NUM_UNIFORMS = int(_ENDS[-1])
 
+# The views' indices in photometric_params and photometric: 0 and 1 the
+# global views (the recipe's blur_prob and solarize_prob per view), LOCAL
+# every local view (local_blur_prob, local_solarize_prob).
+LOCAL = 2
+
 
 def blur_kernel_size(recipe: ml_collections.ConfigDict, image_size: int) -> int:
   """The recipe's kernel size, or one that holds 3 sigma of the largest sigma.
@@ -35,6 +40,14 @@ def blur_kernel_size(recipe: ml_collections.ConfigDict, image_size: int) -> int:
   """
   size = recipe.blur_kernel_size or 2 * math.ceil(3 * recipe.blur_sigma[1]) + 1
   return min(size, 2 * image_size - 1)
+
+
+def blur_and_solarize(recipe: ml_collections.ConfigDict,
+                      index: int) -> tuple[float, float]:
+  """View `index`'s probabilities of blur and of solarisation."""
+  if index == LOCAL:
+    return recipe.local_blur_prob, recipe.local_solarize_prob
+  return recipe.blur_prob[index], recipe.solarize_prob[index]
 
 
 class ArrayOps(NamedTuple):
@@ -68,11 +81,12 @@ def photometric_params(u, recipe: ml_collections.ConfigDict, index: int,
   the photometric half (augmentations, device_augmentations) read them.
   """
   f = take(u, "factors")
+  blur_prob, solarize_prob = blur_and_solarize(recipe, index)
   b, c, s, hue = recipe.brightness, recipe.contrast, recipe.saturation, recipe.hue
   factors = ops.stack([between(f[:, 0], max(0.0, 1 - b), 1 + b),
                        between(f[:, 1], max(0.0, 1 - c), 1 + c),
                        between(f[:, 2], max(0.0, 1 - s), 1 + s)], axis=1)
-  blurred = take(u, "blur")[:, 0] < recipe.blur_prob[index]
+  blurred = take(u, "blur")[:, 0] < blur_prob
   sigma = between(take(u, "sigma")[:, 0], *recipe.blur_sigma)
   return {
       "jitter": take(u, "jitter")[:, 0] < recipe.jitter_prob,
@@ -81,13 +95,16 @@ def photometric_params(u, recipe: ml_collections.ConfigDict, index: int,
       "order": ops.argsort(take(u, "order")),
       "grayscale": take(u, "grayscale")[:, 0] < recipe.grayscale_prob,
       "blur_sigma": ops.where(blurred, sigma, 0.0),
-      "solarize": take(u, "solarize")[:, 0] < recipe.solarize_prob[index],
+      "solarize": take(u, "solarize")[:, 0] < solarize_prob,
   }
 
 
-def view_params(u, recipe: ml_collections.ConfigDict,
-                ops: ArrayOps) -> dict[str, Any]:
-  """u [B, 2, N] -> photometric_params of both views, each [B, 2, ...]."""
-  views = [photometric_params(u[:, v], recipe, v, ops) for v in range(2)]
-  return {name: ops.stack([views[0][name], views[1][name]], axis=1)
+def view_params(u, recipe: ml_collections.ConfigDict, ops: ArrayOps, *,
+                local: bool = False) -> dict[str, Any]:
+  """u [B, V, N] -> photometric_params of every view, each [B, V, ...]:
+  the two global views' (V = 2), or with `local` V local views'."""
+  indices = [LOCAL] * u.shape[1] if local else range(2)
+  views = [photometric_params(u[:, v], recipe, index, ops)
+           for v, index in enumerate(indices)]
+  return {name: ops.stack([view[name] for view in views], axis=1)
           for name in views[0]}

@@ -31,7 +31,7 @@ hue within 13 (mean 0.26-0.55), the blur within 28 at edges (mean
 """
 
 import math
-from typing import Optional, Sequence
+from typing import NamedTuple, Optional, Sequence
 
 import ml_collections
 import tensorflow as tf
@@ -205,27 +205,48 @@ def rotate(images: tf.Tensor, degrees: tf.Tensor) -> tf.Tensor:
       interpolation="BILINEAR", fill_mode="CONSTANT")
 
 
-def crop_views(image: tf.Tensor, u: tf.Tensor, recipe: Recipe, size: int, *,
-               encoded: bool = False) -> tf.Tensor:
-  """Per example: uint8 [H, W, 3] (or its encoded bytes), u [2, NUM_UNIFORMS]
-  -> uint8 [2, size, size, 3].
+class ViewSet(NamedTuple):
+  """Views of one kind of an example (the two global ones, or the local
+  ones): their uniforms u [n, NUM_UNIFORMS], side and crop scale."""
+  u: tf.Tensor
+  size: int
+  scale: Sequence[float]
 
-  The geometric half of both views (crop, resize, flip, rotation), rounded
+
+def crop_view_sets(image: tf.Tensor, view_sets: Sequence[ViewSet],
+                   recipe: Recipe, *, encoded: bool = False
+                   ) -> list[tf.Tensor]:
+  """Per example: uint8 [H, W, 3] (or its encoded bytes), decoded once ->
+  per ViewSet uint8 [n, size, size, 3].
+
+  The geometric half of the views (crop, resize, flip, rotation), rounded
   to uint8 as PIL's transforms are: a quarter of the bytes to batch, and to
   send to the accelerator when the photometric half runs there.
   """
-  def both(height, width, crop):
-    return tf.stack([_crop_resize(height, width, crop, u[v], size,
-                                  recipe.crop_scale, recipe.crop_ratio,
-                                  recipe.interpolation, recipe.flip_prob)
-                     for v in range(2)])
+  def crop_all(height, width, crop):
+    return [tf.stack([_crop_resize(height, width, crop, views.u[v],
+                                   views.size, views.scale,
+                                   recipe.crop_ratio, recipe.interpolation,
+                                   recipe.flip_prob)
+                      for v in range(views.u.shape[0])])
+            for views in view_sets]
 
-  views = _decoded(image, encoded, both)
+  crops = _decoded(image, encoded, crop_all)
   if recipe.rotation_degrees:
     degrees = recipe.rotation_degrees
-    views = rotate(views, _between(_take(u, "rotation")[:, 0], -degrees,
-                                   degrees))
-  return tf.cast(pil_resize.round_half_up(views), tf.uint8)
+    crops = [rotate(views, _between(_take(u, "rotation")[:, 0], -degrees,
+                                    degrees))
+             for views, (u, _, _) in zip(crops, view_sets)]
+  return [tf.cast(pil_resize.round_half_up(views), tf.uint8)
+          for views in crops]
+
+
+def crop_views(image: tf.Tensor, u: tf.Tensor, recipe: Recipe, size: int, *,
+               encoded: bool = False) -> tf.Tensor:
+  """Per example: uint8 [H, W, 3] (or its encoded bytes), u [2, NUM_UNIFORMS]
+  -> uint8 [2, size, size, 3]: crop_view_sets of the two global views."""
+  return crop_view_sets(image, [ViewSet(u, size, recipe.crop_scale)], recipe,
+                        encoded=encoded)[0]
 
 
 def two_views(images: tf.Tensor, u: tf.Tensor, recipe: Recipe,

@@ -22,6 +22,7 @@ large photos: canvas_side).
 
 import functools
 import math
+from typing import Sequence
 
 import ml_collections
 import numpy as np
@@ -34,6 +35,7 @@ from vicreg_haiku.data import pil_filters
 from vicreg_haiku.data import pil_resize
 from vicreg_haiku.data import pil_taps
 from vicreg_haiku.data import shards
+from vicreg_haiku.utils import view_sizes
 
 Recipe = ml_collections.ConfigDict
 
@@ -78,12 +80,16 @@ def describe(config: ml_collections.ConfigDict,
 
 def largest_useful_side(config: ml_collections.ConfigDict) -> int:
   """UNKNOWN_SIZES_SIDE, or more where the smallest crop of a canvas that
-  size would have fewer pixels across than the output: a reduced image
-  then still holds every crop's detail at the output size."""
+  size would have fewer pixels across than the output (of the global
+  views, or of the local ones): a reduced image then still holds every
+  crop's detail at the output size."""
   recipe = config.augmentations[config.pretrain.augmentation]
-  size = config.dataset.image_size
-  return max(UNKNOWN_SIZES_SIDE,
-             math.ceil(size / math.sqrt(recipe.crop_scale[0])))
+  views = [(config.dataset.image_size, recipe.crop_scale)]
+  if config.pretrain.local_views:
+    views.append((view_sizes.local_size(config),
+                  config.pretrain.local_crop_scale))
+  return max(UNKNOWN_SIZES_SIDE, *(math.ceil(size / math.sqrt(scale[0]))
+                                   for size, scale in views))
 
 
 def fit_canvas(image: tf.Tensor, side: int, interpolation: str, *,
@@ -169,22 +175,23 @@ def _axis_taps(start, extent, original, fitted, table, size: int,
 
 
 def view_geometry(u: tf.Tensor, original: tf.Tensor, fitted: tf.Tensor,
-                  recipe: Recipe, size: int, side: int
-                  ) -> dict[str, tf.Tensor]:
-  """A batch: u [n, 2, NUM_UNIFORMS], the images' (H, W) and on-canvas
-  (h, w), int32 [n, 2] -> what device_crops.two_crops reads beside the
-  canvas: "rows_first", "cols_first" int32 [n, 2, S], "rows", "cols" int32
-  [n, 2, S, K], "height_first" bool [n, 2]; with a rotating recipe
-  "rotation": float32 [n, 2], the uniform its angle is drawn from. A
-  flipped view's columns come in reverse order (a horizontal flip after
-  the resize)."""
-  n = tf.shape(u)[0]
+                  recipe: Recipe, size: int, side: int,
+                  scale: Sequence[float]) -> dict[str, tf.Tensor]:
+  """A batch: u [n, V, NUM_UNIFORMS] of V views (the two global ones, or
+  the local ones) cropped at `scale` and resized to `size`, the images'
+  (H, W) and on-canvas (h, w), int32 [n, 2] -> what device_crops.view_crops
+  reads beside the canvas: "rows_first", "cols_first" int32 [n, V, size],
+  "rows", "cols" int32 [n, V, size, K], "height_first" bool [n, V]; with a
+  rotating recipe "rotation": float32 [n, V], the uniform its angle is
+  drawn from. A flipped view's columns come in reverse order (a horizontal
+  flip after the resize)."""
+  n, views = tf.shape(u)[0], u.shape[1]
   flat_u = tf.reshape(u, [-1, augmentation_constants.NUM_UNIFORMS])
-  # Each example's sizes once per view: [2n, 2].
-  original, fitted = (tf.repeat(x, 2, axis=0) for x in (original, fitted))
+  # Each example's sizes once per view: [Vn, 2].
+  original, fitted = (tf.repeat(x, views, axis=0)
+                      for x in (original, fitted))
   top, left, h, w = augmentations.crop_boxes(
-      flat_u, original[:, 0], original[:, 1], recipe.crop_scale,
-      recipe.crop_ratio)
+      flat_u, original[:, 0], original[:, 1], scale, recipe.crop_ratio)
   # One copy of the table in the graph, for rows and columns alike.
   table = tuple(tf.constant(x)
                 for x in _crop_table(side, size, recipe.interpolation))
@@ -196,8 +203,8 @@ def view_geometry(u: tf.Tensor, original: tf.Tensor, fitted: tf.Tensor,
   cols = tuple(tf.where(tf.reshape(flips, [-1] + [1] * (x.shape.rank - 1)),
                         tf.reverse(x, [1]), x) for x in cols)
 
-  def per_example(x):  # [2n, ...] -> [n, 2, ...]
-    return tf.reshape(x, tf.concat([[n, 2], tf.shape(x)[1:]], 0))
+  def per_example(x):  # [Vn, ...] -> [n, V, ...]
+    return tf.reshape(x, tf.concat([[n, views], tf.shape(x)[1:]], 0))
 
   geometry = {
       "rows_first": rows[0], "rows": rows[1], "cols_first": cols[0],

@@ -14,7 +14,7 @@ Batch sizes are global; each process yields batch_size // process_count.
 
 import math
 import os
-from typing import Iterator, Optional, Sequence
+from typing import Iterator, NamedTuple, Optional, Sequence
 
 import jax
 import ml_collections
@@ -28,6 +28,7 @@ from vicreg_haiku.data import device_augmentations
 from vicreg_haiku.data import photometric
 from vicreg_haiku.data import shards
 from vicreg_haiku.data import sources
+from vicreg_haiku.utils import view_sizes
 from vicreg_haiku.utils import writers
 
 Config = ml_collections.ConfigDict
@@ -37,7 +38,7 @@ DataError = shards.DataError
 # Examples per call of the batched half of a pipeline (see _batched).
 _FINISH_CHUNK = 16
 # Stream ids keep the draws of different uses of config.seed apart.
-_SHUFFLE, _PRETRAIN, _LABELLED = 0, 1, 2
+_SHUFFLE, _PRETRAIN, _LABELLED, _LOCAL_VIEWS = 0, 1, 2, 3
 
 
 def num_classes(config: Config) -> int:
@@ -182,6 +183,28 @@ def _finished(ds: tf.data.Dataset) -> Iterator[Batch]:
       _options()).as_numpy_iterator()
 
 
+class _ViewKind(NamedTuple):
+  """The global views of an example, or its local ones (multi-crop)."""
+  stream: int  # of their draws
+  count: int
+  size: int
+  scale: Sequence[float]
+  local: bool
+
+
+def _view_kinds(config: Config) -> list[_ViewKind]:
+  """The two global views and, with config.pretrain.local_views, the local
+  ones. Each kind draws from its own keyed stream, so the global views are
+  the same with or without local views."""
+  kinds = [_ViewKind(_PRETRAIN, 2, config.dataset.image_size,
+                     _recipe(config).crop_scale, False)]
+  if config.pretrain.local_views:
+    kinds.append(_ViewKind(_LOCAL_VIEWS, config.pretrain.local_views,
+                           view_sizes.local_size(config),
+                           config.pretrain.local_crop_scale, True))
+  return kinds
+
+
 def pretrain_batches(
     config: Config,
     *,
@@ -194,50 +217,72 @@ def pretrain_batches(
 
   config.pretrain.augment_on (device_augmentations.resolve: "auto" picks by
   JAX's backend) "host": {"view_a", "view_b"}: float32
-  [B_local, S, S, 3], ready to train on. "device": the decoded images,
-  {"canvas": uint8 [B_local, C, C, 3]}, each view's crop as Pillow's
-  resize coefficients (canvas.view_geometry) and its photometric
-  parameters (photometric.view_params), which the training step turns into
-  views on the accelerator (device_augmentations.two_views).
+  [B_local, S, S, 3], ready to train on, and with L =
+  config.pretrain.local_views > 0 "local_views": float32
+  [B_local, L, s, s, 3] (s: view_sizes.local_size). "device": the decoded
+  images, {"canvas": uint8 [B_local, C, C, 3]}, each view's crop as
+  Pillow's resize coefficients (canvas.view_geometry) and its photometric
+  parameters (photometric.view_params), each [B_local, 2, ...], which the
+  training step turns into views on the accelerator
+  (device_augmentations.two_views); with L > 0 the same of the local views
+  under keys prefixed "local_", each [B_local, L, ...]
+  (device_augmentations.local_views).
   """
   index, count = _processes(process_index, process_count)
   shard = sources.shard(config, config.dataset.pretrain_split, index, count)
   batch = _local_batch(config.pretrain.batch_size, count)
   steps = pretrain_steps_per_epoch(config, process_count=count)
-  recipe, size = _recipe(config), config.dataset.image_size
+  recipe, kinds = _recipe(config), _view_kinds(config)
   ids = _global_ids(shard)
   order = _example_order(shard.size, batch, steps, start_step, config.seed)
+
+  def draws(epoch, i):
+    return tuple(_draws((config.seed, kind.stream), epoch, tf.gather(ids, i),
+                        [kind.count]) for kind in kinds)
+
   if device_augmentations.resolve(config.pretrain.augment_on) == "device":
     side = canvas.canvas_side(config, shard.info)
     writers.console(canvas.describe(config, shard.info))
 
     def fit(epoch, i):
-      u = _draws((config.seed, _PRETRAIN), epoch, tf.gather(ids, i), [2])
       image, _ = shard.read(i)
       return (*canvas.fit_canvas(image, side, recipe.interpolation,
-                                 encoded=not shard.decoded), u)
+                                 encoded=not shard.decoded), draws(epoch, i))
 
     def device_batch(images, original, fitted, u):
-      return dict(photometric.view_params(u, recipe), canvas=images,
-                  **canvas.view_geometry(u, original, fitted, recipe, size,
-                                         side))
+      out = {"canvas": images}
+      for kind, kind_u in zip(kinds, u):
+        prefix = device_augmentations.LOCAL_PREFIX if kind.local else ""
+        views = dict(photometric.view_params(kind_u, recipe, local=kind.local),
+                     **canvas.view_geometry(kind_u, original, fitted, recipe,
+                                            kind.size, side, kind.scale))
+        out.update({prefix + key: x for key, x in views.items()})
+      return out
 
     # Whole batches at once: the per-batch work is small, and each copy of
     # the canvases (~200 MB a batch of 256 at 500 px) costs.
     ds = _parallel_map(order, fit).padded_batch(
-        batch, padded_shapes=([side, side, 3], [2], [2], [2, None]),
+        batch, padded_shapes=([side, side, 3], [2], [2],
+                              tuple([kind.count, None] for kind in kinds)),
         drop_remainder=True)
     return _finished(_parallel_map(ds, device_batch))
 
   def per_example(epoch, i):
-    u = _draws((config.seed, _PRETRAIN), epoch, tf.gather(ids, i), [2])
+    u = draws(epoch, i)
     image, _ = shard.read(i)
-    return augmentations.crop_views(image, u, recipe, size,
-                                    encoded=not shard.decoded), u
+    crops = augmentations.crop_view_sets(
+        image, [augmentations.ViewSet(kind_u, kind.size, kind.scale)
+                for kind, kind_u in zip(kinds, u)],
+        recipe, encoded=not shard.decoded)
+    return tuple(crops), u
 
   def per_batch(crops, u):
-    view_a, view_b = photometric.finish_views(crops, u, recipe)
-    return {"view_a": view_a, "view_b": view_b}
+    view_a, view_b = photometric.finish_views(crops[0], u[0], recipe)
+    out = {"view_a": view_a, "view_b": view_b}
+    if len(kinds) > 1:
+      out["local_views"] = photometric.finish_local_views(crops[1], u[1],
+                                                          recipe)
+    return out
 
   return _batched(order, per_example, per_batch, batch)
 

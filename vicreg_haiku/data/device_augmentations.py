@@ -31,6 +31,9 @@ Params = Mapping[str, jax.Array]
 
 # config.pretrain.augment_on's values; "auto" picks by JAX's backend.
 AUGMENT_ON = ("auto", "host", "device")
+# A device batch's keys of the local views (multi-crop; the global views'
+# without it).
+LOCAL_PREFIX = "local_"
 
 
 def resolve(augment_on: str, backend: str | None = None) -> str:
@@ -166,10 +169,12 @@ def photometric(x: jax.Array, params: Params,
   if recipe.grayscale_prob > 0:
     x = jnp.where(_per_example(params["grayscale"]),
                   jnp.broadcast_to(grayscale(x), x.shape), x)
-  if recipe.blur_prob[index] > 0:
+  blur_prob, solarize_prob = augmentation_constants.blur_and_solarize(
+      recipe, index)
+  if blur_prob > 0:
     size = augmentation_constants.blur_kernel_size(recipe, x.shape[1])
     x = gaussian_blur(x, params["blur_sigma"], size)
-  if recipe.solarize_prob[index] > 0:
+  if solarize_prob > 0:
     bright = x >= augmentation_constants.SOLARIZE_THRESHOLD
     x = jnp.where(_per_example(params["solarize"]) & bright, 1.0 - x, x)
   return normalize(x, recipe.mean, recipe.std)
@@ -219,20 +224,25 @@ def rotate(images: jax.Array, degrees: jax.Array) -> jax.Array:
   return jax.vmap(one)(images, cos, sin, x_offset, y_offset)
 
 
-def _crops(batch: Mapping[str, jax.Array],
+def _crops(views: Mapping[str, jax.Array],
            recipe: ml_collections.ConfigDict) -> jax.Array:
-  """The geometric half of both views: float32 [B, 2, S, S, 3] in [0, 1],
-  rounded to uint8 levels as the host path's crops (augmentations.crop_views).
-  """
-  crops = device_crops.two_crops(batch)
+  """The geometric half of V views: float32 [B, V, S, S, 3] in [0, 1],
+  rounded to uint8 levels as the host path's crops
+  (augmentations.crop_view_sets)."""
+  crops = device_crops.view_crops(views)
   if not recipe.rotation_degrees:
     return crops / 255.0
   size = crops.shape[2]
   degrees = augmentation_constants.between(
-      batch["rotation"], -recipe.rotation_degrees, recipe.rotation_degrees)
+      views["rotation"], -recipe.rotation_degrees, recipe.rotation_degrees)
   rotated = rotate(crops.reshape(-1, size, size, 3), degrees.reshape(-1))
   rounded = jnp.floor(jnp.clip(rotated, 0.0, 255.0) + 0.5)
   return rounded.reshape(crops.shape) / 255.0
+
+
+def _params(views: Mapping[str, jax.Array]) -> Params:
+  return {name: value for name, value in views.items()
+          if name not in device_crops.GEOMETRY}
 
 
 def two_views(batch: Mapping[str, jax.Array],
@@ -241,10 +251,27 @@ def two_views(batch: Mapping[str, jax.Array],
   """A device batch (the canvas and each view's resize coefficients, as
   canvas.view_geometry, and the parameters of photometric.view_params, each
   [B, 2, ...]) -> (view a, view b), float32, normalised."""
-  crops = _crops(batch, recipe)
-  views = []
-  for v in range(2):
-    params = {name: value[:, v] for name, value in batch.items()
-              if name not in device_crops.GEOMETRY}
-    views.append(photometric(crops[:, v], params, recipe, v))
-  return views[0], views[1]
+  views = {name: value for name, value in batch.items()
+           if not name.startswith(LOCAL_PREFIX)}
+  crops, params = _crops(views, recipe), _params(views)
+  view_a, view_b = (photometric(crops[:, v], {
+      name: value[:, v] for name, value in params.items()}, recipe, v)
+                    for v in range(2))
+  return view_a, view_b
+
+
+def local_views(batch: Mapping[str, jax.Array],
+                recipe: ml_collections.ConfigDict) -> jax.Array:
+  """A device batch's local views (its "canvas" and the keys prefixed
+  LOCAL_PREFIX: their resize coefficients and photometric parameters, each
+  [B, L, ...]) -> float32 [B, L, s, s, 3], normalised: the host path's
+  "local_views"."""
+  views = {name[len(LOCAL_PREFIX):]: value for name, value in batch.items()
+           if name.startswith(LOCAL_PREFIX)}
+  crops = _crops(dict(views, canvas=batch["canvas"]), recipe)
+  # Every local view alike: one batch of B * L, as the host path's.
+  flat = {name: value.reshape(-1, *value.shape[2:])
+          for name, value in _params(views).items()}
+  x = photometric(crops.reshape(-1, *crops.shape[2:]), flat, recipe,
+                  augmentation_constants.LOCAL)
+  return x.reshape(crops.shape)

@@ -27,7 +27,7 @@ import jax.numpy as jnp
 
 from vicreg_haiku.data import pil_filters
 
-# The keys of a device batch that make the views' geometry (two_crops reads
+# The keys of a device batch that make the views' geometry (view_crops reads
 # all but "rotation", present when the recipe rotates).
 GEOMETRY = ("canvas", "rows_first", "rows", "cols_first", "cols",
             "height_first", "rotation")
@@ -88,13 +88,15 @@ def crop_resize(canvas: jax.Array, rows: tuple[jax.Array, jax.Array],
   return _swap(x, ~height_first).astype(jnp.float32)
 
 
-def two_crops(batch: Mapping[str, jax.Array]) -> jax.Array:
+def view_crops(batch: Mapping[str, jax.Array]) -> jax.Array:
   """A device batch's views before colour: "canvas" uint8 [B, C, C, 3],
-  "rows_first"/"cols_first" int32 [B, 2, S], "rows"/"cols" int32
-  [B, 2, S, K], "height_first" bool [B, 2] -> float32 [B, 2, S, S, 3] of
-  uint8 values."""
+  "rows_first"/"cols_first" int32 [B, V, S], "rows"/"cols" int32
+  [B, V, S, K], "height_first" bool [B, V] -> float32 [B, V, S, S, 3] of
+  uint8 values. Each view is one more pair of [S, C] matrices on the same
+  canvas."""
   views = [crop_resize(batch["canvas"],
                        (batch["rows_first"][:, v], batch["rows"][:, v]),
                        (batch["cols_first"][:, v], batch["cols"][:, v]),
-                       batch["height_first"][:, v]) for v in range(2)]
+                       batch["height_first"][:, v])
+           for v in range(batch["rows"].shape[1])]
   return jnp.stack(views, axis=1)

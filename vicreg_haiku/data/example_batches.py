@@ -15,6 +15,7 @@ from vicreg_haiku.data import device_augmentations
 from vicreg_haiku.data import photometric_draws
 from vicreg_haiku.data import pil_filters
 from vicreg_haiku.data import pil_taps
+from vicreg_haiku.utils import view_sizes
 
 # The image a device-path example holds on its canvas: ImageNet's typical
 # 500 x 375 photo.
@@ -31,40 +32,62 @@ def _boxes(rng: np.random.Generator, n: int, height: int, width: int):
   return rng.integers(0, height - h + 1), rng.integers(0, width - w + 1), h, w
 
 
+def _views(rng: np.random.Generator, recipe: ml_collections.ConfigDict,
+           batch: int, count: int, size: int, side: int,
+           image: tuple[int, int], local: bool) -> dict[str, np.ndarray]:
+  """`count` views per example, of `size`: their crop boxes as Pillow's
+  coefficients (pil_taps), photometric parameters (photometric_draws) and
+  a rotating recipe's uniform, each [batch, count, ...]."""
+  u = photometric_draws.draw_uniforms(rng, (batch, count))
+  top, left, h, w = (x.reshape(batch, count)
+                     for x in _boxes(rng, count * batch, *image))
+  taps = pil_taps.num_taps(side, size, recipe.interpolation)
+  rows = pil_taps.taps(top, h, size, recipe.interpolation, taps)
+  cols = pil_taps.taps(left, w, size, recipe.interpolation, taps)
+  views = dict(photometric_draws.view_params(u, recipe, local=local),
+               rows_first=rows[0], rows=rows[1], cols_first=cols[0],
+               cols=cols[1],
+               height_first=pil_filters.height_first(h, w, size, size))
+  if recipe.rotation_degrees:
+    views["rotation"] = augmentation_constants.take(
+        u.reshape(-1, u.shape[-1]), "rotation")[:, 0].reshape(batch, count)
+  return views
+
+
 def pretrain_batch(config: ml_collections.ConfigDict, batch: int,
                    image: tuple[int, int] = PHOTO_HEIGHT_WIDTH,
                    seed: int = 0) -> dict[str, np.ndarray]:
   """Random inputs of the shapes and dtypes pretrain_batches yields.
 
-  augment_on "host": the two float32 views. "device" (augment_on resolved
-  by device_augmentations.resolve, so "auto" follows the platform compiled
+  augment_on "host": the two float32 views (and config.pretrain.local_views
+  local ones). "device" (augment_on resolved by
+  device_augmentations.resolve, so "auto" follows the platform compiled
   for): images of `image` (H, W, clipped to the canvas) on a canvas of
-  config.pretrain.canvas_size, each view's crop box as Pillow's coefficients
-  (pil_taps) and its photometric parameters (and a rotating recipe's
-  uniform), drawn as the tf.data pipeline draws them but in NumPy
-  (photometric_draws).
+  config.pretrain.canvas_size, each view's crop box as Pillow's
+  coefficients (pil_taps) and its photometric parameters (and a rotating
+  recipe's uniform), drawn as the tf.data pipeline draws them but in NumPy
+  (photometric_draws); the local views' under keys prefixed
+  device_augmentations.LOCAL_PREFIX.
   """
   rng = np.random.default_rng(seed)
-  size = config.dataset.image_size
+  size, local = config.dataset.image_size, config.pretrain.local_views
+  local_size = view_sizes.local_size(config)
   if device_augmentations.resolve(config.pretrain.augment_on) == "host":
-    return {k: rng.normal(size=(batch, size, size, 3)).astype(np.float32)
-            for k in ("view_a", "view_b")}
+    out = {k: rng.normal(size=(batch, size, size, 3)).astype(np.float32)
+           for k in ("view_a", "view_b")}
+    if local:
+      out["local_views"] = rng.normal(
+          size=(batch, local, local_size, local_size, 3)).astype(np.float32)
+    return out
   recipe = config.augmentations[config.pretrain.augmentation]
-  u = photometric_draws.draw_uniforms(rng, (batch, 2))
   side = config.pretrain.canvas_size
   image = (min(image[0], side), min(image[1], side))
   canvas = np.zeros((batch, side, side, 3), np.uint8)
   canvas[:, :image[0], :image[1]] = rng.integers(0, 256, (*image, 3))
-  top, left, h, w = (x.reshape(batch, 2) for x in _boxes(rng, 2 * batch,
-                                                         *image))
-  taps = pil_taps.num_taps(side, size, recipe.interpolation)
-  rows = pil_taps.taps(top, h, size, recipe.interpolation, taps)
-  cols = pil_taps.taps(left, w, size, recipe.interpolation, taps)
-  geometry = dict(rows_first=rows[0], rows=rows[1], cols_first=cols[0],
-                  cols=cols[1],
-                  height_first=pil_filters.height_first(h, w, size, size))
-  if recipe.rotation_degrees:
-    geometry["rotation"] = augmentation_constants.take(
-        u.reshape(-1, u.shape[-1]), "rotation")[:, 0].reshape(batch, 2)
-  return dict(photometric_draws.view_params(u, recipe), canvas=canvas,
-              **geometry)
+  out = dict(canvas=canvas, **_views(rng, recipe, batch, 2, size, side, image,
+                                     False))
+  if local:
+    views = _views(rng, recipe, batch, local, local_size, side, image, True)
+    out.update({device_augmentations.LOCAL_PREFIX + key: x
+                for key, x in views.items()})
+  return out

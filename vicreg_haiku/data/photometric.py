@@ -187,17 +187,21 @@ def photometric(x: tf.Tensor, params: dict[str, tf.Tensor], recipe: Recipe,
   if recipe.grayscale_prob > 0:
     x = tf.where(_per_example(params["grayscale"]),
                  tf.tile(grayscale(x), [1, 1, 1, 3]), x)
-  if recipe.blur_prob[index] > 0:
+  blur_prob, solarize_prob = augmentation_constants.blur_and_solarize(
+      recipe, index)
+  if blur_prob > 0:
     size = augmentation_constants.blur_kernel_size(recipe, x.shape[1])
     x = gaussian_blur(x, params["blur_sigma"], size)
-  if recipe.solarize_prob[index] > 0:
+  if solarize_prob > 0:
     x = tf.where(_per_example(params["solarize"]), solarize(x), x)
   return normalize(x, recipe.mean, recipe.std)
 
 
-def view_params(u: tf.Tensor, recipe: Recipe) -> dict[str, tf.Tensor]:
-  """u [B, 2, N] -> photometric_params of both views, each [B, 2, ...]."""
-  return augmentation_constants.view_params(u, recipe, _TF_OPS)
+def view_params(u: tf.Tensor, recipe: Recipe, *,
+                local: bool = False) -> dict[str, tf.Tensor]:
+  """u [B, V, N] -> photometric_params of every view, each [B, V, ...]: the
+  global views' (V = 2), or with `local` the local views'."""
+  return augmentation_constants.view_params(u, recipe, _TF_OPS, local=local)
 
 
 def finish_views(crops: tf.Tensor, u: tf.Tensor,
@@ -208,7 +212,14 @@ def finish_views(crops: tf.Tensor, u: tf.Tensor,
   it is one XLA-compiled function, which fuses the dozens of per-pixel
   passes of jitter, blur and normalisation into a few loops.
   """
-  return _compiled_finish(_recipe_key(recipe))(crops, u)
+  return _compiled_finish(_recipe_key(recipe), False)(crops, u)
+
+
+def finish_local_views(crops: tf.Tensor, u: tf.Tensor,
+                       recipe: Recipe) -> tf.Tensor:
+  """Batched: uint8 local crops [B, L, s, s, 3], u [B, L, N] -> the local
+  views, float32 [B, L, s, s, 3] (as finish_views, one compiled function)."""
+  return _compiled_finish(_recipe_key(recipe), True)(crops, u)
 
 
 def _recipe_key(recipe: Recipe) -> tuple:
@@ -216,16 +227,37 @@ def _recipe_key(recipe: Recipe) -> tuple:
                       for k, v in recipe.items()))
 
 
+def _finish(x: tf.Tensor, u: tf.Tensor, recipe: Recipe,
+            index: int) -> tf.Tensor:
+  """Crops [n, S, S, 3] in [0, 1], u [n, N] of views `index` -> views."""
+  return photometric(x, photometric_params(u, recipe, index), recipe, index)
+
+
+def _unit(crops: tf.Tensor) -> tf.Tensor:
+  return tf.cast(crops, tf.float32) / 255.0
+
+
 @functools.lru_cache(maxsize=None)
-def _compiled_finish(key: tuple):
-  """One XLA-compiled finisher per recipe, shared by every pipeline: TF
-  caches the compiled program per function, so a new pipeline (a resumed
-  stream, the eval of another split) reuses it instead of paying ~10 s."""
+def _compiled_finish(key: tuple, local: bool):
+  """One XLA-compiled finisher per recipe (of the global views, or of the
+  local ones), shared by every pipeline: TF caches the compiled program
+  per function, so a new pipeline (a resumed stream, the eval of another
+  split) reuses it instead of paying ~10 s."""
   recipe = ml_collections.ConfigDict(dict(key))
 
   def finish(crops, u):
-    x = tf.cast(crops, tf.float32) / 255.0
-    return tuple(photometric(x[:, v], photometric_params(u[:, v], recipe, v),
-                             recipe, v) for v in range(2))
+    # Scaled whole, then sliced, as before local views: slices scaled one
+    # by one fuse otherwise in XLA and come out a last bit apart.
+    x = _unit(crops)
+    return tuple(_finish(x[:, v], u[:, v], recipe, v) for v in range(2))
 
-  return tf.function(finish, jit_compile=True, autograph=False)
+  def finish_local(crops, u):
+    # Every local view alike: one batch of B * L.
+    shape = crops.shape
+    views = _finish(_unit(tf.reshape(crops, [-1, *shape[2:]])),
+                    tf.reshape(u, [-1, u.shape[-1]]), recipe,
+                    augmentation_constants.LOCAL)
+    return tf.reshape(views, shape)
+
+  return tf.function(finish_local if local else finish, jit_compile=True,
+                     autograph=False)

@@ -34,7 +34,9 @@ _NUMPY_OPS = augmentation_constants.ArrayOps(
     where=lambda condition, x, y: np.where(condition, x, np.float32(y)))
 
 
-def view_params(u: np.ndarray, recipe: Recipe) -> dict[str, np.ndarray]:
-  """u [B, 2, N] -> each view's photometric parameters, each [B, 2, ...]
-  (augmentation_constants.photometric_params)."""
-  return augmentation_constants.view_params(u, recipe, _NUMPY_OPS)
+def view_params(u: np.ndarray, recipe: Recipe, *,
+                local: bool = False) -> dict[str, np.ndarray]:
+  """u [B, V, N] -> each view's photometric parameters, each [B, V, ...]
+  (augmentation_constants.view_params: with `local`, local views')."""
+  return augmentation_constants.view_params(u, recipe, _NUMPY_OPS,
+                                            local=local)

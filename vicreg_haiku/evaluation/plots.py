@@ -10,8 +10,8 @@ from typing import Mapping, Sequence
 import numpy as np
 
 # Pretraining curves: the loss, its terms, the lr and the monitors.
-CURVES = ("loss", "invariance", "variance", "covariance", "lr", "rankme",
-          "embedding_std", "knn_top1")
+CURVES = ("loss", "invariance", "variance", "covariance", "prediction",
+          "sigreg", "lr", "rankme", "embedding_std", "knn_top1")
 # A view is upscaled (nearest neighbour) to at least this many pixels.
 VIEW_PIXELS = 96
 _DPI = 100

@@ -14,6 +14,7 @@ import optax
 from vicreg_haiku.models import heads
 from vicreg_haiku.models import resnet
 from vicreg_haiku.models import vit
+from vicreg_haiku.utils import view_sizes
 
 ENCODER = "encoder"
 EXPANDER = "expander"
@@ -63,9 +64,10 @@ VITS = {"vit_tiny": vit.ViTTiny, "vit_small": vit.ViTSmall,
         "vit_base": vit.ViTBase}
 ENCODERS = {**RESNETS, **VITS}
 
-
-def is_vit(config: ml_collections.ConfigDict) -> bool:
-  return config.model.encoder in VITS
+# In utils, which the input pipeline shares (data/ cannot import models/);
+# view_sizes.VIT_ENCODERS names VITS (tests/test_local_views.py).
+is_vit = view_sizes.is_vit
+patch_size = view_sizes.patch_size
 
 
 # The config.model keys that only one family of encoders reads.
@@ -77,23 +79,6 @@ def ignored_settings(config: ml_collections.ConfigDict) -> tuple[str, ...]:
   """The config.model keys the configured encoder does not read: the other
   family's settings (a ViT's are VIT_SETTINGS, a ResNet's RESNET_SETTINGS)."""
   return RESNET_SETTINGS if is_vit(config) else VIT_SETTINGS
-
-
-# Patch sizes a ViT picks by itself, the largest first, and the fewest
-# patches along a side it accepts (timm's ViTs at 224 px / 16 have 14).
-_AUTO_PATCHES = (16, 8, 4, 2)
-_MIN_GRID = 8
-
-
-def patch_size(config: ml_collections.ConfigDict) -> int | None:
-  """config.model.patch_size, or where it is None the largest of 16, 8, 4,
-  2 that cuts dataset.image_size into at least 8 x 8 whole patches (224 px:
-  16, 96: 8, 32: 4, 16: 2); None if none does."""
-  if config.model.patch_size is not None:
-    return config.model.patch_size
-  size = config.dataset.image_size
-  return next((p for p in _AUTO_PATCHES
-               if size % p == 0 and size // p >= _MIN_GRID), None)
 
 
 def make_encoder(config: ml_collections.ConfigDict) -> hk.Module:
@@ -112,19 +97,19 @@ def make_encoder(config: ml_collections.ConfigDict) -> hk.Module:
 
 def pretrain_model(
     config: ml_collections.ConfigDict) -> hk.TransformedWithState:
-  """(view_a, view_b) -> (z_a, z_b, encoder features of view_a).
+  """(*views) -> (each view's embedding, encoder features of the first).
 
   The views pass separately, as in the official code, so each BatchNorm
-  normalises each view's batch on its own statistics.
+  normalises each view's batch on its own statistics. A view of another
+  size than dataset.image_size (a local view) passes as any image does: a
+  ResNet takes any size, a ViT resamples its position embeddings.
   """
 
-  def forward(view_a, view_b, is_training=True):
+  def forward(*views, is_training=True):
     encoder = make_encoder(config)
     expander = heads.Expander(config.model.expander_dims, name=EXPANDER)
-    features_a = encoder(view_a, is_training)
-    z_a = expander(features_a, is_training)
-    z_b = expander(encoder(view_b, is_training), is_training)
-    return z_a, z_b, features_a
+    features = [encoder(view, is_training) for view in views]
+    return (tuple(expander(f, is_training) for f in features), features[0])
 
   return hk.transform_with_state(forward)
 

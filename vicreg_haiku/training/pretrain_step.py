@@ -1,9 +1,11 @@
-"""The VICReg pretraining step: optimizer, initial state and the update.
+"""The pretraining step, VICReg or LeJEPA: optimizer, initial state, update.
 
 Pure functions of the config and the model, with no input pipeline or I/O:
 importing this module loads neither TensorFlow nor tf.data, so the step can
 be run and measured on its own (benchmarks/train_step.py).
 """
+
+from typing import Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -87,38 +89,83 @@ def embedding_stats(z: jax.Array, collapse_std: float
           "collapsed_fraction": jnp.mean(std < collapse_std)}
 
 
-def two_views(config: ml_collections.ConfigDict, batch
-              ) -> tuple[jax.Array, jax.Array]:
-  """The views of a pretrain_batches batch; made here when augment_on is
+def views(config: ml_collections.ConfigDict, batch) -> list[jax.Array]:
+  """The views of a pretrain_batches batch: the two global ones, then
+  config.pretrain.local_views local ones; made here when augment_on is
   "device" (inside the jitted step, on the accelerator)."""
+  recipe = config.augmentations[config.pretrain.augmentation]
   if device_augmentations.resolve(config.pretrain.augment_on) == "device":
-    recipe = config.augmentations[config.pretrain.augmentation]
-    return device_augmentations.two_views(batch, recipe)
-  return batch["view_a"], batch["view_b"]
+    global_views = list(device_augmentations.two_views(batch, recipe))
+    local_views = (device_augmentations.local_views(batch, recipe)
+                   if config.pretrain.local_views else None)
+  else:
+    global_views = [batch["view_a"], batch["view_b"]]
+    local_views = batch.get("local_views")
+  if local_views is None:
+    return global_views
+  return global_views + [local_views[:, v]
+                         for v in range(local_views.shape[1])]
+
+
+# The stream of the keys SIGReg's directions are drawn from, apart from
+# transforms' init and step streams.
+_DIRECTIONS_STREAM = 110
+
+
+def directions_key(config: ml_collections.ConfigDict,
+                   step: jax.Array) -> jax.Array:
+  """The key of SIGReg's directions at `step`: folded from (seed, step), so
+  every device draws the same directions inside the one program, and a
+  resumed run draws what the first run drew."""
+  return jax.random.fold_in(
+      transforms.init_key(config.seed, _DIRECTIONS_STREAM), step)
+
+
+def loss_of_views(config: ml_collections.ConfigDict,
+                  embeddings: Sequence[jax.Array], step: jax.Array, mesh
+                  ) -> tuple[jax.Array, Mapping[str, jax.Array]]:
+  """config.loss.name's loss of the views' [N, D] embeddings (the two
+  global views first, then the local ones) and its unweighted terms."""
+  loss = config.loss
+  # Each device holds a slice of the features (global-batch statistics all
+  # the same): VICReg computes its slice of the covariances, SIGReg its
+  # slice's part of the projections, and the expander's last layer its
+  # slice of the gradient, where the sharded update wants it.
+  embeddings = [jax.lax.with_sharding_constraint(
+      z, parallel.feature_sharding(z, mesh)) for z in embeddings]
+  global_views, local_views = embeddings[:2], embeddings[2:]
+  if loss.name == "sigreg":
+    s = loss.sigreg
+    directions = losses.random_directions(directions_key(config, step),
+                                          embeddings[0].shape[-1], s.slices)
+    return losses.lejepa_loss(global_views, local_views, directions,
+                              lambd=s.lambd, t_max=s.t_max, knots=s.knots)
+  coefficients = dict(sim_coeff=loss.sim_coeff, std_coeff=loss.std_coeff,
+                      cov_coeff=loss.cov_coeff, eps=loss.eps)
+  if not local_views:
+    return losses.vicreg_loss(*global_views, **coefficients)
+  return losses.vicreg_multi_view_loss(global_views, local_views,
+                                       **coefficients)
 
 
 def make_step(config: ml_collections.ConfigDict, model,
               optimizer: optax.GradientTransformation, schedule_lr, mesh):
   """The pretraining step on the global batch: loss, grads, the optimizer's
   update sharded over the mesh (parallel.update_sharding); a ViT's drop-path
-  keyed by transforms.step_key."""
+  keyed by transforms.step_key, SIGReg's directions by directions_key."""
 
-  def loss_fn(params, net_state, rng, view_a, view_b):
-    (z_a, z_b, _), net_state = model.apply(params, net_state, rng, view_a,
-                                           view_b)
-    # Each device computes its slice of the covariances (global-batch
-    # statistics all the same), not all of them.
-    z_a, z_b = (jax.lax.with_sharding_constraint(
-        z, parallel.feature_sharding(z, mesh)) for z in (z_a, z_b))
-    loss, terms = losses.vicreg_loss(z_a, z_b, **config.loss)
-    stats = embedding_stats(z_a, config.pretrain.collapse_std)
+  def loss_fn(params, net_state, step, view_images):
+    (embeddings, _), net_state = model.apply(
+        params, net_state, transforms.step_key(config, PHASE, step),
+        *view_images)
+    loss, terms = loss_of_views(config, embeddings, step, mesh)
+    stats = embedding_stats(embeddings[0], config.pretrain.collapse_std)
     return loss, (net_state, dict(terms, **stats))
 
   def step(state: transforms.TrainState, batch):
     (loss, (net_state, metrics)), grads = jax.value_and_grad(
-        loss_fn, has_aux=True)(state.params, state.net_state,
-                               transforms.step_key(config, PHASE, state.step),
-                               *two_views(config, batch))
+        loss_fn, has_aux=True)(state.params, state.net_state, state.step,
+                               views(config, batch))
     # Each device updates its slice of the params: XLA reduce-scatters the
     # gradients, slices the (replicated) params locally, and the out
     # shardings all-gather the new params. LARS's norms are sums of the

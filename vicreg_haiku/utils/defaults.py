@@ -36,6 +36,14 @@ def vicreg_views() -> config_dict.ConfigDict:
       # our exact Gaussian is from it). Otherwise odd, as torchvision's.
       blur_kernel_size=0,
       solarize_prob=(0.0, 0.2),
+      # The local views' (pretrain.local_views) blur and solarisation, the
+      # rest as the global views': DINO's local crops (facebookresearch/dino,
+      # main_dino.py DataAugmentationDINO: flip, jitter p 0.8, grayscale
+      # p 0.2, blur p 0.5, no solarisation). VICRegL's MultiCropTrainData-
+      # Transform instead alternates the two global views' (1.0, 0.0) and
+      # (0.1, 0.2) over its local crops.
+      local_blur_prob=0.5,
+      local_solarize_prob=0.0,
       mean=IMAGENET_MEAN,
       std=IMAGENET_STD,
   ))
@@ -59,6 +67,8 @@ def seed_views() -> config_dict.ConfigDict:
       blur_sigma=(0.1, 2.0),
       blur_kernel_size=9,
       solarize_prob=(0.0, 0.0),
+      local_blur_prob=0.5,  # as vicreg_views'
+      local_solarize_prob=0.0,
       mean=(0.5, 0.5, 0.5),
       std=(0.5, 0.5, 0.5),
   ))
@@ -149,7 +159,18 @@ def base_config() -> config_dict.ConfigDict:
   ))
 
   c.loss = config_dict.ConfigDict(dict(
-      sim_coeff=25.0, std_coeff=25.0, cov_coeff=1.0, eps=1e-4))
+      # vicreg | sigreg (LeJEPA: training/losses.py, lejepa_loss).
+      name="vicreg",
+      # VICReg's coefficients (the official defaults).
+      sim_coeff=25.0, std_coeff=25.0, cov_coeff=1.0, eps=1e-4,
+      # LeJEPA: (1 - lambd) * prediction + lambd * SIGReg (the paper's
+      # Algorithm 2 and recommended 0.05); SIGReg over `slices` random
+      # directions drawn each step, the Epps-Pulley integral on `knots`
+      # points of [0, t_max] (the reference code's defaults: t_max 3, 17
+      # knots, 1024 slices; the paper's listing integrates over [-5, 5]).
+      sigreg=config_dict.ConfigDict(dict(
+          lambd=0.05, slices=1024, t_max=3.0, knots=17)),
+  ))
 
   c.pretrain = config_dict.ConfigDict(dict(
       batch_size=256,
@@ -184,6 +205,13 @@ def base_config() -> config_dict.ConfigDict:
       # (its images' size, or the 95th percentile of their longer sides;
       # 512 when unknown). Longer images are reduced on the host first.
       canvas_size=0,
+      # Multi-crop: this many small "local" views of every image beside the
+      # two global ones (LeJEPA: 6 at 96 px beside 224 px; 0: two views).
+      local_views=0,
+      # Their side; None: round(image_size * 96 / 224), for a ViT rounded
+      # down to a multiple of the patch (utils/view_sizes.local_size).
+      local_size=config_dict.placeholder(int),
+      local_crop_scale=(0.05, 0.3),  # their crops' area, as crop_scale's
       # metrics.jsonl / TensorBoard cadence; None: about 100 points a run.
       log_every_steps=config_dict.placeholder(int),
       checkpoint_every_steps=1000,
