@@ -12,6 +12,7 @@ from test_reliability import metrics
 from test_reliability import run_launch
 from test_reliability import start_launch
 
+from vicreg_haiku.evaluation import results
 from vicreg_haiku.training import parallel
 from vicreg_haiku.training import pretrain_step
 from vicreg_haiku.utils import defaults
@@ -44,6 +45,8 @@ def test_the_loss_terms_are_logged(reference):
   for record in metrics(reference):
     assert all(np.isfinite(record[t]) for t in ("prediction", "sigreg"))
     assert "covariance" not in record
+  # What names the encoder's column in the probe tables (test_results).
+  assert results.read(reference)["pretrain_knn"]["loss"] == "sigreg"
 
 
 def test_the_device_path_trains_as_the_host_path(reference, tmp_path):

@@ -91,3 +91,20 @@ def test_views_are_upscaled_by_nearest_neighbour_in_two_labelled_rows():
                                     levels[row, i][yy // 12, xx // 12])
   labels = image[:, :70]  # "view 1" / "view 2" are drawn left of the rows
   assert (labels < 128).any()
+
+
+def test_a_lejepa_encoder_is_named_so():
+  """The pretrained column, the summary and the fine-tune say which loss
+  trained the encoder (config.loss.name, recorded by pretraining)."""
+  lejepa = dict(RESULTS, pretrain_knn=dict(RESULTS["pretrain_knn"],
+                                           loss="sigreg"))
+  lines = results.table(lejepa).splitlines()
+  assert lines[0] == ("| linear probe, frozen encoder | labels | LeJEPA | "
+                      "random init | raw pixels |")
+  assert "| trained end to end | labels | fine-tune (LeJEPA init) | " \
+         "from scratch |" in lines
+  assert results.summary(lejepa).startswith("LeJEPA probe +10.5 points")
+  assert "VICReg" not in results.table(lejepa)
+  vicreg = dict(RESULTS, pretrain_knn=dict(RESULTS["pretrain_knn"],
+                                           loss="vicreg"))
+  assert results.table(vicreg) == results.table(RESULTS)

@@ -124,9 +124,9 @@ def run(config: ml_collections.ConfigDict, workdir: str, mesh,
   step = int(state.step)
   _write_neighbours(config, workdir, state, mesh)
   if knn_every is None:  # unlabelled data: nothing to classify
-    return {PHASE: {"steps": step}}
+    return {PHASE: {"steps": step, "loss": config.loss.name}}
   knn = knn_at.get(step) or monitor.knn(state.params, state.net_state)
-  return {"pretrain_knn": dict(knn, steps=step)}
+  return {"pretrain_knn": dict(knn, steps=step, loss=config.loss.name)}
 
 
 def _pretrain_stream(config, phase_dir: str, start_step: int):

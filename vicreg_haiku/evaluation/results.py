@@ -28,6 +28,9 @@ EMBEDDING_PNG = "embedding.png"
 # results.json's note that the scores are on a held-out part of the train
 # split (sources.hold_out), not a separate test split.
 HELD_OUT = "held_out"
+# The pretrained encoder's column is named by its loss (config.loss.name, in
+# the pretraining entry); "VICReg" where no entry says (an adopted encoder).
+_METHODS = {"vicreg": "VICReg", "sigreg": "LeJEPA"}
 _PROBE_COLUMNS = {"vicreg": "VICReg", "random_init": "random init",
                   "raw_pixels": "raw pixels"}
 _END_TO_END = {"finetune": "fine-tune (VICReg init)",
@@ -41,6 +44,20 @@ def read(workdir: str) -> dict[str, dict]:
     return {}
   with tf.io.gfile.GFile(path) as f:
     return json.load(f)
+
+
+def _method(results: Mapping[str, Mapping]) -> str:
+  """The name of the loss the probed encoder was pretrained with."""
+  entry = results.get("pretrain") or results.get("pretrain_knn") or {}
+  return _METHODS[entry.get("loss", "vicreg")]
+
+
+def _probe_columns(results: Mapping[str, Mapping]) -> dict[str, str]:
+  return dict(_PROBE_COLUMNS, vicreg=_method(results))
+
+
+def _end_to_end_columns(results: Mapping[str, Mapping]) -> dict[str, str]:
+  return dict(_END_TO_END, finetune=f"fine-tune ({_method(results)} init)")
 
 
 def _budgets(results: Mapping[str, Mapping]) -> list[int | None]:
@@ -89,7 +106,7 @@ def _probe_rows(results: Mapping[str, Mapping]) -> list[str]:
   title = "linear probe, frozen encoder" + (
       f" ({protocol} protocol)" if protocol else "")
   return ([f"| {title} | labels | "
-           + " | ".join(_PROBE_COLUMNS.values()) + " |",
+           + " | ".join(_probe_columns(results).values()) + " |",
            "|---|---|---|---|---|"] + rows)
 
 
@@ -120,7 +137,8 @@ def _end_to_end_rows(results: Mapping[str, Mapping]) -> list[str]:
   if not groups:
     return []
   return ["| trained end to end | labels | "
-          + " | ".join(_END_TO_END.values()) + " |", "|---|---|---|---|"] + [
+          + " | ".join(_end_to_end_columns(results).values()) + " |",
+          "|---|---|---|---|"] + [
               f"| {trained_on}, {steps} steps | {labels} | "
               + " | ".join(_cell(results[p]) if p in phases else ""
                            for p in _END_TO_END) + " |"
@@ -148,16 +166,16 @@ def summary(results: Mapping[str, Mapping]) -> str | None:
   parts = []
   if budgets:
     per_class = min(budgets, key=lambda n: abs(math.log((n or 1e9) / 10)))
-    vicreg, random_init, raw = (
+    pretrained, random_init, raw = (
         results.get(probing.result_name(e, per_class)) for e in _PROBE_COLUMNS)
     where = ("with every label" if per_class is None
              else f"at {per_class} labels per class")
-    if vicreg and raw and random_init:
+    if pretrained and raw and random_init:
       parts.append(
-          f"VICReg probe {_points(vicreg, raw):+.1f} points of top-1 "
-          f"against raw pixels and {_points(vicreg, random_init):+.1f} "
-          f"against a random-init encoder {where} "
-          f"({vicreg['top1']:.3f}, {raw['top1']:.3f}, "
+          f"{_method(results)} probe {_points(pretrained, raw):+.1f} points of"
+          f" top-1 against raw pixels and {_points(pretrained, random_init):+.1f}"
+          f" against a random-init encoder {where} "
+          f"({pretrained['top1']:.3f}, {raw['top1']:.3f}, "
           f"{random_init['top1']:.3f})")
   if list(_end_to_end_groups(results).values()) == [list(_END_TO_END)]:
     finetune, scratch = results["finetune"], results["supervised"]
@@ -216,13 +234,14 @@ def _label_efficiency(results: Mapping[str, Mapping],
     return None
   all_at = every["labels"] / num_classes
   lines = {}
-  for encoder, label in _PROBE_COLUMNS.items():
+  for encoder, label in _probe_columns(results).items():
     values = {(n or all_at): results[probing.result_name(encoder, n)]["top1"]
               for n in [None] + budgets
               if probing.result_name(encoder, n) in results}
     lines[f"{label} probe"] = values
   points = {label: (results[p]["labels"] / num_classes, results[p]["top1"])
-            for p, label in _END_TO_END.items() if p in results}
+            for p, label in _end_to_end_columns(results).items()
+            if p in results}
   return plots.label_efficiency(lines, points, all_at, budgets)
 
 
@@ -249,6 +268,7 @@ def write_figures(workdir: str, num_classes: int | None) -> list[str]:
     with tf.io.gfile.GFile(path, "rb") as f:
       data = dict(np.load(io.BytesIO(f.read())))
     labels = data.pop("labels")
-    features = {_PROBE_COLUMNS[k]: v for k, v in data.items()}
+    columns = _probe_columns(results)
+    features = {columns[k]: v for k, v in data.items()}
     write(EMBEDDING_PNG, probing.PHASE, plots.embedding(features, labels))
   return written
