@@ -257,14 +257,6 @@ def test_child_processes_share_the_bounded_compilation_cache(tmp_path,
                                   str(launch_env.CACHE_MAX_BYTES), "0.2"]
 
 
-def _leaves(tree, prefix=""):
-  for key, value in tree.items():
-    if isinstance(value, dict):
-      yield from _leaves(value, f"{prefix}{key}.")
-    else:
-      yield f"{prefix}{key}", value
-
-
 def _value(config, key):
   for part in key.split("."):
     config = config[part]
@@ -274,7 +266,7 @@ def _value(config, key):
 def test_a_vit_on_the_digits_config_takes_its_vit_defaults():
   """`--config.model.encoder=vit_tiny` and nothing else: the file's ResNet
   recipe does not train a ViT in minutes, its vit_defaults do (README)."""
-  vit_defaults = dict(_leaves(load_config("digits").vit_defaults.to_dict()))
+  vit_defaults = dict(config_checks.leaves(load_config("digits").vit_defaults))
   assert {"model.patch_size", "model.depth", "pretrain.adamw.base_lr",
           "pretrain.epochs"} <= set(vit_defaults)
   config = load_config("digits")

@@ -82,11 +82,11 @@ def unused_settings(config: ml_collections.ConfigDict) -> str | None:
   return f"{', '.join(unused)}: {kind}, unused by {config.model.encoder}"
 
 
-def _leaves(tree: ml_collections.ConfigDict, prefix: str = ""):
-  """(dotted key, value) of every value below `tree`."""
+def leaves(tree, prefix: str = ""):
+  """(dotted key, value) of every value below `tree` (a dict or ConfigDict)."""
   for key, value in tree.items():
-    if isinstance(value, ml_collections.ConfigDict):
-      yield from _leaves(value, f"{prefix}{key}.")
+    if isinstance(value, (dict, ml_collections.ConfigDict)):
+      yield from leaves(value, f"{prefix}{key}.")
     else:
       yield f"{prefix}{key}", value
 
@@ -105,7 +105,7 @@ def apply_vit_defaults(config: ml_collections.ConfigDict,
   """
   if "vit_defaults" not in config:  # resolved already
     return None
-  block = dict(_leaves(config.vit_defaults))
+  block = dict(leaves(config.vit_defaults))
   with config.unlocked():
     del config.vit_defaults
   # Checked for a ResNet too: a config file's typo shows on its first run.

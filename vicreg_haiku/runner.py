@@ -43,14 +43,6 @@ _RESULTS_OF = {"pretrain": ("pretrain_knn", "pretrain"),
 _FREE_KEYS = frozenset({"mode", "pretrain.max_steps", "allow_config_change"})
 
 
-def _flatten(tree, prefix=""):
-  for key, value in tree.items():
-    if isinstance(value, dict):
-      yield from _flatten(value, f"{prefix}{key}.")
-    else:
-      yield f"{prefix}{key}", value
-
-
 def _config_changes(old: dict, config: ml_collections.ConfigDict
                     ) -> list[str]:
   """The keys whose values differ, as "key: old -> new". A key that a newer
@@ -59,8 +51,8 @@ def _config_changes(old: dict, config: ml_collections.ConfigDict
   is no change, so a run survives an upgrade of the code it runs on. Nor is
   a setting the encoder ignores (a ViT's model.width): a ViT run written
   with --config.model.width, now refused, resumes without it."""
-  old = dict(_flatten(defaults.as_run_config(old)))
-  new = dict(_flatten(json.loads(config.to_json())))
+  old = dict(config_checks.leaves(defaults.as_run_config(old)))
+  new = dict(config_checks.leaves(json.loads(config.to_json())))
   old = {k: old.get(k) for k in set(old) | set(new)}
   free = _FREE_KEYS | {f"model.{key}"
                        for key in transforms.ignored_settings(config)}
