@@ -33,8 +33,8 @@ its random init (raw pixels as above); kNN 0.919 / 0.906; fine-tune
 0.846 / 0.859, from scratch 0.313 / 0.365. It learns, 31-36 points above
 its random init at 10 labels a class, but stays below raw pixels with all
 labels and below the ResNet: small ViTs need more data or epochs than
-ResNets. 12 min 15 s / 12 min 48 s on 2 cores shared with other jobs (load
-2-6), about 10 min of it pretraining.
+ResNets. 8 min 59 s on 2 quiet cores (seed 0, load < 2.6); 12 min 15 s /
+12 min 48 s shared with other jobs (load 2-6).
 """
 
 from vicreg_haiku.utils import defaults

@@ -23,7 +23,7 @@ def load_config(name: str):
 
 @pytest.mark.parametrize("name", ["digits", "stl10", "folder", "imagenet",
                                   "imagenet100", "imagenet_vit",
-                                  "imagenet_lejepa"])
+                                  "imagenet_lejepa", "folder_lejepa"])
 def test_shipped_configs_are_valid(name):
   config = load_config(name)
   if config.dataset.name == "folder":
