@@ -35,7 +35,7 @@ def global_batches() -> list[dict[str, np.ndarray]]:
 
 def main(out_path: str) -> None:
   parallel.maybe_initialize_distributed("JAX_COORDINATOR_ADDRESS" in os.environ)
-  config = one_pretrain_step.tiny_config()
+  config = one_pretrain_step.tiny_config("vicreg")
   mesh = parallel.make_mesh()
   index, count = jax.process_index(), jax.process_count()
   rows = GLOBAL_BATCH // count
