@@ -150,8 +150,9 @@ def test_reused_encoder_gives_the_trained_features(digits_run):
   state = checkpointing.restore_latest(
       checkpointing.manager(os.path.join(workdir, "pretrain", "checkpoints")),
       target)
-  (_, _, expected), _ = model.apply(state.params, state.net_state, None,
-                                    images, images, is_training=False)
+  # (each view's embedding, the first view's encoder features)
+  (_, expected), _ = model.apply(state.params, state.net_state, None,
+                                 images, images, is_training=False)
   assert int(state.step) == 4
   np.testing.assert_allclose(features, expected, rtol=1e-6, atol=1e-6)
 
